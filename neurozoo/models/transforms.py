@@ -1,0 +1,83 @@
+"""Model variants applied after the weights are loaded, addressed by name.
+
+A transform is ``name[:arg]`` in a model id (``...@imagenet+magprune:0.9``).
+Register new ones with :func:`register_transform`; the sparsity module adds
+its recipes here, so callers of the zoo never change.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from neurozoo.errors import NeurozooError
+
+__all__ = ["register_transform", "apply_transform", "TRANSFORMS"]
+
+TRANSFORMS: dict[str, Callable[[nn.Module, str | None, int], nn.Module]] = {}
+
+
+def register_transform(name: str):
+    """Decorator: register ``fn(model, arg, seed) -> model`` under ``name``."""
+
+    def wrap(fn):
+        if name in TRANSFORMS:
+            raise ValueError(f"transform '{name}' is already registered")
+        TRANSFORMS[name] = fn
+        return fn
+
+    return wrap
+
+
+def apply_transform(model: nn.Module, spec: str, seed: int = 0) -> nn.Module:
+    """Apply the transform ``spec`` (``name`` or ``name:arg``) to ``model``."""
+    name, _, arg = spec.partition(":")
+    if name not in TRANSFORMS:
+        raise NeurozooError(
+            f"unknown model transform '{name}' (valid: {', '.join(sorted(TRANSFORMS))})"
+        )
+    return TRANSFORMS[name](model, arg or None, seed)
+
+
+def _fraction(arg: str | None, name: str) -> float:
+    try:
+        value = float(arg) if arg is not None else None
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value < 1.0:
+        raise NeurozooError(
+            f"transform '{name}' needs a fraction in [0, 1), e.g. '{name}:0.9'; "
+            f"got '{arg}'"
+        )
+    return value
+
+
+@register_transform("magprune")
+def global_magnitude_prune(model: nn.Module, arg: str | None, seed: int) -> nn.Module:
+    """Zero the smallest-magnitude weights of all conv and linear layers.
+
+    One global threshold over every ``Conv*d`` and ``Linear`` weight tensor
+    (biases and norms untouched) removes the fraction ``arg`` of them. Ties at
+    the threshold are broken by position, so exactly that fraction is zeroed.
+    """
+    fraction = _fraction(arg, "magprune")
+    weights = [m.weight for m in model.modules()
+               if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
+    if not weights:
+        raise NeurozooError("magprune: the model has no conv or linear weights")
+    flat = torch.cat([w.detach().abs().flatten() for w in weights])
+    k = int(round(fraction * flat.numel()))
+    if k == 0:
+        return model
+    order = torch.argsort(flat, stable=True)
+    mask = torch.ones_like(flat)
+    mask[order[:k]] = 0
+    offset = 0
+    with torch.no_grad():
+        for w in weights:
+            n = w.numel()
+            w.mul_(mask[offset: offset + n].view_as(w))
+            offset += n
+    return model
