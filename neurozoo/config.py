@@ -1,0 +1,127 @@
+"""Run configuration: one typed dataclass, read from YAML or JSON.
+
+The configuration names the run's cache entries and lands, whole, in the
+provenance file of every result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from neurozoo.errors import NeurozooError
+from neurozoo.models.zoo import DEFAULT_ZOO
+from neurozoo.scoring import ScoringConfig
+
+__all__ = ["RunConfig", "load_config", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$NEUROZOO_CACHE``, else ``~/.cache/neurozoo``."""
+    env = os.environ.get("NEUROZOO_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "neurozoo"
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs.
+
+    Attributes
+    ----------
+    data : str or None
+        A NeuralResponses netCDF file; None for the bundled data set.
+    stimuli : str or None
+        The stimulus folder (with ``stimuli.csv``) matching ``data``; by
+        default ``stimuli/`` next to the netCDF file.
+    areas : list of str or None
+        Areas to score; None for all.
+    models : list of str
+        Model ids or aliases (see ``neurozoo models``).
+    layers : dict of str -> list of str
+        Layers per model id (or alias); models not listed use the default rule.
+    batch_size : int
+    device : str
+        ``auto`` (GPU when present), ``cpu``, ``cuda``...
+    memory_budget_gb : float
+        Layer activations held at once during extraction.
+    cache_dir : str or None
+        Per-layer summary cache; None for :func:`default_cache_dir`.
+    reliability_splits : int
+        Random splits for split-half reliability.
+    scoring : ScoringConfig
+    """
+
+    data: str | None = None
+    stimuli: str | None = None
+    areas: list[str] | None = None
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_ZOO))
+    layers: dict[str, list[str]] = field(default_factory=dict)
+    batch_size: int = 32
+    device: str = "auto"
+    memory_budget_gb: float = 2.0
+    cache_dir: str | None = None
+    reliability_splits: int = 100
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def __post_init__(self):
+        if isinstance(self.scoring, dict):
+            self.scoring = _build(ScoringConfig, self.scoring, "scoring")
+        checks = [
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("memory_budget_gb", self.memory_budget_gb > 0, "> 0"),
+            ("reliability_splits", self.reliability_splits >= 1, "an integer >= 1"),
+            ("models", len(self.models) >= 1, "at least one model id"),
+            ("scoring.n_folds", self.scoring.n_folds >= 2, "an integer >= 2"),
+            ("scoring.n_alphas", self.scoring.n_alphas >= 1, "an integer >= 1"),
+            ("scoring.alpha_low", 0 < self.scoring.alpha_low < self.scoring.alpha_high,
+             "positive and below alpha_high"),
+            ("scoring.n_bootstrap", self.scoring.n_bootstrap >= 10, "an integer >= 10"),
+        ]
+        for name, ok, want in checks:
+            if not ok:
+                raise NeurozooError(f"config field '{name}': expected {want}")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready copy."""
+        return dataclasses.asdict(self)
+
+    @property
+    def cache_path(self) -> Path:
+        """The summary cache folder."""
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise NeurozooError(f"config section '{where}' must be a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise NeurozooError(
+            f"config '{where}': unknown field(s) {unknown} (valid: {sorted(names)})"
+        )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise NeurozooError(f"config '{where}': {exc}") from None
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides) -> RunConfig:
+    """Read a YAML/JSON config (None: defaults), then apply non-None overrides."""
+    values: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise NeurozooError(f"config file {p} not found")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise NeurozooError(f"config file {p} is not valid YAML ({exc})") from None
+        if not isinstance(values, dict):
+            raise NeurozooError(f"config file {p}: top level must be a mapping")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(RunConfig, values, str(path) if path else "config")

@@ -1,0 +1,405 @@
+"""Per-layer summaries of a network's response to a stimulus set.
+
+For ``n`` stimuli and a layer with ``p`` features, every linear mapping
+method of neurozoo needs only
+
+- the Gram matrix ``K = X X^T``, shape (n, n), accumulated in float64, and
+- the row sums ``s = X 1``, shape (n,), and ``p``
+
+where ``X`` (n, p) holds the flattened layer outputs. Ridge regression in its
+dual form, its exact leave-one-out errors, RDMs from correlation distance and
+linear CKA all follow from ``(K, s, p)``.
+
+Extraction keeps memory bounded: the layers are split into groups whose
+activations for all stimuli fit ``memory_budget`` bytes (a layer larger than
+the budget forms a group of its own). For each group the network runs over
+the stimulus batches, up to the group's last layer only, each layer's
+flattened output is written into a float32 buffer, and the buffers are
+reduced to ``(K, s)`` and freed. With the default budget the whole default
+zoo on the 118 bundled images runs in one or a few passes per model. The
+result is exact: there is no random projection.
+
+Default layers
+--------------
+Walk the module tree from the root: ``nn.Sequential``/``ModuleList``
+containers (and the root) are opened; any other module is a *layer*, whether
+a leaf (conv, norm, activation, pooling, linear) or a block with children
+(a residual or inverted-residual block). Dropout, Identity and Flatten are
+skipped, as are modules that never run or run more than once per forward
+pass (a shared activation module has no single output). Layers are ordered by
+execution; a layer's relative depth is its index over (number of layers - 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from neurozoo.data.stimuli import StimulusSet
+from neurozoo.errors import NeurozooError
+from neurozoo.io import atomic_path, stable_hash
+
+__all__ = [
+    "LayerSummary",
+    "candidate_layers",
+    "default_layers",
+    "resolve_device",
+    "preprocess_stimuli",
+    "gram_from_features",
+    "extract_summaries",
+    "summary_key",
+    "EXTRACTION_VERSION",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the meaning of cached summaries changes.
+EXTRACTION_VERSION = 1
+_SKIP = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.Dropout3d, nn.AlphaDropout,
+         nn.Identity, nn.Flatten)
+
+
+@dataclass
+class LayerSummary:
+    """What the mapping needs of one layer.
+
+    Attributes
+    ----------
+    layer : str
+        Module name in the network.
+    gram : ndarray, shape (n_stimuli, n_stimuli), float64
+        ``X X^T`` of the flattened layer output ``X``.
+    rowsum : ndarray, shape (n_stimuli,), float64
+        ``X 1``: the sum of each stimulus's features.
+    n_features : int
+        ``p``, the number of features.
+    shape : tuple of int
+        Output shape of one stimulus, e.g. (64, 56, 56).
+    index : int
+        Execution order among the extracted layers.
+    relative_depth : float
+        ``index / (n_layers - 1)`` within the default layer list.
+    """
+
+    layer: str
+    gram: np.ndarray
+    rowsum: np.ndarray
+    n_features: int
+    shape: tuple
+    index: int
+    relative_depth: float
+
+    def save(self, path: str | os.PathLike, meta: dict) -> None:
+        """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
+        import json
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f, gram=self.gram, rowsum=self.rowsum,
+                    n_features=self.n_features, shape=np.asarray(self.shape),
+                    index=self.index, relative_depth=self.relative_depth,
+                    layer=self.layer, meta=json.dumps(meta, sort_keys=True),
+                )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LayerSummary:
+        """Read a summary written by :meth:`save`; raises on a corrupt file."""
+        with np.load(path, allow_pickle=False) as z:
+            out = cls(
+                layer=str(z["layer"]), gram=z["gram"], rowsum=z["rowsum"],
+                n_features=int(z["n_features"]), shape=tuple(int(x) for x in z["shape"]),
+                index=int(z["index"]), relative_depth=float(z["relative_depth"]),
+            )
+        check_gram(out.gram, str(path))
+        return out
+
+
+def check_gram(gram: np.ndarray, source: str = "gram") -> None:
+    """Reject a Gram matrix that is not square, finite and symmetric."""
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+        raise NeurozooError(f"{source}: Gram matrix has shape {gram.shape}, not square")
+    if not np.isfinite(gram).all():
+        raise NeurozooError(f"{source}: Gram matrix has non-finite entries")
+    scale = max(float(np.abs(gram).max()), 1e-300)
+    if float(np.abs(gram - gram.T).max()) > 1e-9 * scale:
+        raise NeurozooError(f"{source}: Gram matrix is not symmetric")
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``None``/``"auto"``: the GPU when there is one, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise NeurozooError(f"device '{device}' is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NeurozooError("device 'cuda' requested but no GPU is available")
+    return dev
+
+
+def candidate_layers(module: nn.Module) -> list[str]:
+    """Module names by the default rule (before the execution probe)."""
+    out: list[str] = []
+
+    def visit(prefix: str, m: nn.Module, is_root: bool) -> None:
+        children = list(m.named_children())
+        if is_root or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            for name, child in children:
+                visit(f"{prefix}.{name}" if prefix else name, child, False)
+        elif not isinstance(m, _SKIP):
+            out.append(prefix)
+
+    visit("", module, True)
+    return out
+
+
+def _probe(module: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, dict]:
+    """Run one input; record each named module's call count and output shape."""
+    mods = dict(module.named_modules())
+    info: dict[str, dict] = {}
+    order: list[str] = []
+    handles = []
+
+    def hook(name):
+        def fn(_m, _inp, out):
+            rec = info.setdefault(name, {"calls": 0, "shape": None})
+            rec["calls"] += 1
+            if rec["calls"] == 1:
+                order.append(name)
+                rec["shape"] = tuple(out.shape[1:]) if torch.is_tensor(out) else None
+        return fn
+
+    for n in names:
+        if n not in mods:
+            raise NeurozooError(
+                f"unknown layer '{n}' (see `neurozoo layers MODEL` for valid names)"
+            )
+        handles.append(mods[n].register_forward_hook(hook(n)))
+    try:
+        with torch.inference_mode():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: {**info[n], "order": order.index(n)} for n in order}
+
+
+def default_layers(module: nn.Module, example: torch.Tensor) -> list[tuple[str, tuple]]:
+    """The default layers, in execution order, with their output shapes.
+
+    Parameters
+    ----------
+    module : nn.Module
+    example : Tensor, shape (1, 3, H, W)
+        A preprocessed input used for one probe forward pass.
+
+    Returns
+    -------
+    list of (name, shape)
+    """
+    probed = _probe(module, candidate_layers(module), example)
+    out = []
+    for name, rec in probed.items():
+        if rec["shape"] is None:
+            log.debug("skip %s: output is not a tensor", name)
+        elif rec["calls"] != 1:
+            log.debug("skip %s: runs %d times per forward pass", name, rec["calls"])
+        else:
+            out.append((name, rec["shape"]))
+    return out
+
+
+def preprocess_stimuli(stimuli: StimulusSet, preprocessing) -> torch.Tensor:
+    """Load and preprocess every stimulus.
+
+    Returns
+    -------
+    Tensor, shape (n_stimuli, 3, H, W), float32
+    """
+    return torch.stack([preprocessing(stimuli.load_image(i)) for i in range(len(stimuli))])
+
+
+def gram_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 28) -> torch.Tensor:
+    """``X X^T`` in float64, computed over column chunks of ``X``.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, p)
+
+    Returns
+    -------
+    Tensor, shape (n, n), float64
+    """
+    n, p = x.shape
+    step = max(1, chunk_bytes // (8 * max(n, 1)))
+    gram = torch.zeros((n, n), dtype=torch.float64, device=x.device)
+    for start in range(0, p, step):
+        block = x[:, start: start + step].to(torch.float64)
+        gram.addmm_(block, block.T)
+    return (gram + gram.T) / 2
+
+
+class _Stop(Exception):
+    pass
+
+
+def summary_key(weights_sha256: str, preprocessing: dict, stimuli_id: str,
+                layer: str) -> str:
+    """Cache key of one layer's summary."""
+    return stable_hash({
+        "weights": weights_sha256, "preprocessing": preprocessing,
+        "stimuli": stimuli_id, "layer": layer, "version": EXTRACTION_VERSION,
+    }, length=24)
+
+
+def _groups(layers: list[tuple[str, tuple]], n: int, budget: int) -> list[list[int]]:
+    groups: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i, (_, shape) in enumerate(layers):
+        size = n * int(np.prod(shape)) * 4
+        if current and used + size > budget:
+            groups.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def extract_summaries(
+    loaded,
+    stimuli: StimulusSet,
+    layers: list[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    memory_budget: float = 2 * 2**30,
+    progress: bool = True,
+) -> dict[str, LayerSummary]:
+    """Per-layer summaries of ``loaded`` on ``stimuli``, cached on disk.
+
+    Parameters
+    ----------
+    loaded : neurozoo.models.LoadedModel
+    stimuli : StimulusSet
+    layers : list of str, optional
+        Module names; default: :func:`default_layers`.
+    cache_dir : path, optional
+        Where summaries are cached (one ``.npz`` per layer, named by
+        :func:`summary_key`). Valid entries are reused; others recomputed.
+    batch_size : int
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: GPU if available.
+    memory_budget : float
+        Bytes of layer activations held at once (see the module docstring).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict of layer name -> LayerSummary, in execution order
+    """
+    dev = resolve_device(device)
+    module = loaded.module.to(dev)
+    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    n = images.shape[0]
+    all_default = default_layers(module, images[:1].to(dev))
+    default_names = [name for name, _ in all_default]
+    if layers is None:
+        chosen = all_default
+    else:
+        probed = _probe(module, list(layers), images[:1].to(dev))
+        for name in layers:
+            if name not in probed:
+                raise NeurozooError(f"layer '{name}' of {loaded.spec.model_id} never runs")
+            if probed[name]["calls"] != 1 or probed[name]["shape"] is None:
+                raise NeurozooError(
+                    f"layer '{name}' of {loaded.spec.model_id} runs "
+                    f"{probed[name]['calls']} times per forward pass or returns no "
+                    "tensor: choose another"
+                )
+        chosen = sorted(((nm, probed[nm]["shape"]) for nm in layers),
+                        key=lambda t: probed[t[0]]["order"])
+    n_default = max(len(default_names) - 1, 1)
+    stim_id = stimuli.identity()
+    prep = loaded.preprocessing.to_dict()
+    cache = Path(cache_dir) if cache_dir is not None else None
+
+    results: dict[str, LayerSummary] = {}
+    todo: list[tuple[str, tuple]] = []
+    for name, shape in chosen:
+        if cache is not None:
+            path = cache / f"{summary_key(loaded.weights_sha256, prep, stim_id, name)}.npz"
+            if path.is_file():
+                try:
+                    results[name] = LayerSummary.load(path)
+                    continue
+                except Exception as exc:  # corrupt entry: recompute it
+                    log.warning("cache entry %s unreadable (%s): recomputing", path, exc)
+        todo.append((name, shape))
+    if todo:
+        log.info("%s: extracting %d of %d layers on %s", loaded.spec.model_id,
+                 len(todo), len(chosen), dev)
+    mods = dict(module.named_modules())
+    for group in _groups(todo, n, int(memory_budget)):
+        names = [todo[i][0] for i in group]
+        buffers = {nm: torch.empty((n, int(np.prod(todo[i][1]))), dtype=torch.float32,
+                                   device=dev) for nm, i in zip(names, group)}
+        state = {"lo": 0, "hi": 0, "left": set(names)}
+
+        def hook(name):
+            def fn(_m, _inp, out):
+                buffers[name][state["lo"]: state["hi"]] = out.reshape(out.shape[0], -1)
+                state["left"].discard(name)
+                if not state["left"]:
+                    raise _Stop
+            return fn
+
+        handles = [mods[nm].register_forward_hook(hook(nm)) for nm in names]
+        bar = tqdm(range(0, n, batch_size), disable=not progress, leave=False,
+                   desc=f"{loaded.spec.model_id} [{names[0]}..{names[-1]}]")
+        try:
+            with torch.inference_mode():
+                for lo in bar:
+                    hi = min(lo + batch_size, n)
+                    state.update(lo=lo, hi=hi, left=set(names))
+                    try:
+                        module(images[lo:hi].to(dev))
+                    except _Stop:
+                        pass
+        finally:
+            for h in handles:
+                h.remove()
+        for nm in names:
+            x = buffers.pop(nm)
+            gram = gram_from_features(x).cpu().numpy()
+            rowsum = x.to(torch.float64).sum(dim=1).cpu().numpy()
+            shape = next(s for t, s in todo if t == nm)
+            idx = default_names.index(nm) if nm in default_names else -1
+            summary = LayerSummary(
+                layer=nm, gram=gram, rowsum=rowsum, n_features=x.shape[1],
+                shape=tuple(shape), index=idx,
+                relative_depth=idx / n_default if idx >= 0 else float("nan"),
+            )
+            del x
+            results[nm] = summary
+            if cache is not None:
+                key = summary_key(loaded.weights_sha256, prep, stim_id, nm)
+                summary.save(cache / f"{key}.npz", {
+                    "model_id": loaded.spec.model_id, "layer": nm,
+                    "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
+                    "preprocessing": prep, "version": EXTRACTION_VERSION,
+                })
+    module.to("cpu")
+    return {name: results[name] for name, _ in chosen}

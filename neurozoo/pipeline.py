@@ -1,0 +1,359 @@
+"""The pipeline's stages, each a Python entrypoint with explicit inputs and
+outputs, and :func:`run`, which chains them in one process.
+
+Run folder layout (``OUT``)::
+
+    OUT/data/responses.nc        NeuralResponses (validated copy)
+    OUT/data/stimuli.csv         the stimulus set (paths to the images)
+    OUT/data/neuroids.csv        per-neuroid reliability and metadata
+    OUT/features/<model>.json    layer list, cache keys, weights provenance
+    OUT/scores/<model>.csv       tidy scores of one model
+    OUT/scores/<model>.nc        per-neuroid, per-layer scores of one model
+    OUT/scores.csv               tidy table, all models
+    OUT/neuroid_scores.csv       per-neuroid held-out scores, all models
+    OUT/provenance.json          version, config, checksums, seeds, timings
+    OUT/figures/*.png
+
+Every file is written atomically. A stage whose output exists and was made
+from the same inputs (a key stored beside it) is skipped, so an interrupted
+run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import neurozoo
+from neurozoo.config import RunConfig
+from neurozoo.data.bundled import default_bundle_path, load_bundled
+from neurozoo.data.responses import (
+    check_responses,
+    load_responses,
+    save_responses,
+    split_half_reliability,
+)
+from neurozoo.data.stimuli import StimulusSet, check_match, load_stimulus_set
+from neurozoo.errors import NeurozooError
+from neurozoo.features import LayerSummary, _probe, extract_summaries, summary_key
+from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
+from neurozoo.models.zoo import load_model, resolve_model_id
+from neurozoo.scoring import score_model
+
+__all__ = [
+    "model_slug",
+    "load_inputs",
+    "preflight",
+    "stage_prepare",
+    "stage_extract",
+    "stage_score",
+    "stage_aggregate",
+    "stage_plot",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+
+def model_slug(model_id: str) -> str:
+    """A file-name-safe, collision-free name for a model id."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id).strip("_")[:80]
+    return f"{base}-{stable_hash(model_id, 6)}"
+
+
+def load_inputs(config: RunConfig):
+    """Load and validate the responses and stimuli the config names.
+
+    Every image is decoded once here, so a missing or corrupt file fails
+    before any result is written.
+
+    Returns
+    -------
+    responses : NeuralResponses
+    stimuli : StimulusSet
+    data_sha256 : str
+        Checksum of the data (bundle manifest or netCDF file).
+    """
+    if config.data is None:
+        if config.stimuli is not None:
+            raise NeurozooError("config field 'stimuli' needs 'data' as well")
+        responses, stimuli = load_bundled(areas=config.areas)
+        digest = responses.attrs["bundle_sha256"]
+    else:
+        data = Path(config.data)
+        responses = load_responses(data)
+        stim_path = Path(config.stimuli) if config.stimuli else data.parent / "stimuli"
+        stimuli = load_stimulus_set(stim_path)
+        digest = sha256_file(data)
+        if config.areas is not None:
+            have = set(np.asarray(responses.coords["area"].values).astype(str))
+            unknown = sorted(set(config.areas) - have)
+            if unknown:
+                raise NeurozooError(
+                    f"{data}: unknown area(s) {unknown}; the data have {sorted(have)}"
+                )
+            responses = responses.isel(
+                neuroid=np.isin(responses.coords["area"].values, config.areas))
+        check_match(responses, stimuli, str(data))
+    stimuli.verify()
+    for i in range(len(stimuli)):
+        stimuli.load_image(i)
+    return responses, stimuli, digest
+
+
+def preflight(config: RunConfig) -> None:
+    """Check every model id, its weights and its chosen layers before work."""
+    import torch
+
+    layer_keys = {}
+    for key, names in config.layers.items():
+        layer_keys[resolve_model_id(key).model_id] = names
+    ids = [resolve_model_id(m).model_id for m in config.models]
+    unknown_layer_models = sorted(set(layer_keys) - set(ids))
+    if unknown_layer_models:
+        raise NeurozooError(
+            f"config field 'layers' names model(s) not in 'models': "
+            f"{unknown_layer_models}"
+        )
+    for mid in ids:
+        loaded = load_model(mid)
+        if mid in layer_keys:
+            x = torch.zeros((1, 3, loaded.preprocessing.crop_size,
+                             loaded.preprocessing.crop_size))
+            probed = _probe(loaded.module, layer_keys[mid], x)
+            for name in layer_keys[mid]:
+                if name not in probed:
+                    raise NeurozooError(f"layer '{name}' of {mid} never runs")
+        del loaded
+
+
+def _layers_for(config: RunConfig, model_id: str) -> list[str] | None:
+    for key, names in config.layers.items():
+        if resolve_model_id(key).model_id == model_id:
+            return list(names)
+    return None
+
+
+# ---------------------------------------------------------------- stages
+
+def stage_prepare(config: RunConfig, out_dir: str | Path) -> dict:
+    """Validate the inputs; write responses, stimuli and reliabilities.
+
+    Outputs ``out_dir/responses.nc``, ``stimuli.csv`` and ``neuroids.csv``.
+    """
+    out_dir = Path(out_dir)
+    responses, stimuli, digest = load_inputs(config)
+    key = stable_hash({"data": digest, "areas": config.areas,
+                       "splits": config.reliability_splits,
+                       "seed": config.scoring.seed, "stimuli": stimuli.identity()})
+    stamp = out_dir / "prepare.json"
+    if stamp.is_file() and read_json(stamp).get("key") == key and all(
+        (out_dir / f).is_file() for f in ("responses.nc", "stimuli.csv", "neuroids.csv")
+    ):
+        log.info("prepare: up to date")
+        return read_json(stamp)
+    rel = split_half_reliability(responses, config.reliability_splits,
+                                 config.scoring.seed)
+    save_responses(responses, out_dir / "responses.nc")
+    stimuli.save_csv(out_dir / "stimuli.csv")
+    table = pd.DataFrame({
+        name: np.asarray(coord.values)
+        for name, coord in responses.coords.items() if coord.dims == ("neuroid",)
+    })
+    table["reliability"] = rel
+    table["reliable"] = rel >= config.scoring.reliability_threshold
+    with atomic_path(out_dir / "neuroids.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    info = {
+        "key": key, "data_sha256": digest,
+        "data_source": str(config.data or default_bundle_path()),
+        "stimuli_sha256": stimuli.identity(),
+        "n_stimuli": len(stimuli), "n_neuroids": int(responses.sizes["neuroid"]),
+        "n_trials": int(responses.sizes["trial"]),
+        "neuroids_per_area": table.groupby("area").size().to_dict(),
+        "reliable_per_area": table.groupby("area")["reliable"].sum().to_dict(),
+    }
+    write_json(stamp, info)
+    return info
+
+
+def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
+                  out_file: str | Path, progress: bool = True) -> dict:
+    """Extract (or reuse from the cache) one model's layer summaries.
+
+    Writes ``out_file``, a JSON index: the model's provenance and, per layer,
+    its cache file, shape and relative depth.
+    """
+    stimuli = load_stimulus_set(Path(data_dir) / "stimuli.csv")
+    loaded = load_model(model)
+    t0 = time.perf_counter()
+    summaries = extract_summaries(
+        loaded, stimuli, layers=_layers_for(config, loaded.spec.model_id),
+        cache_dir=config.cache_path / "summaries", batch_size=config.batch_size,
+        device=config.device, memory_budget=config.memory_budget_gb * 2**30,
+        progress=progress,
+    )
+    prep = loaded.preprocessing.to_dict()
+    stim_id = stimuli.identity()
+    index = {
+        "model": loaded.provenance(),
+        "stimuli_sha256": stim_id,
+        "seconds": time.perf_counter() - t0,
+        "layers": [
+            {"layer": s.layer, "index": s.index, "relative_depth": s.relative_depth,
+             "n_features": s.n_features, "shape": list(s.shape),
+             "file": str(config.cache_path / "summaries"
+                         / f"{summary_key(loaded.weights_sha256, prep, stim_id, s.layer)}.npz")}
+            for s in summaries.values()
+        ],
+    }
+    write_json(out_file, index)
+    return index
+
+
+def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Path,
+                out_csv: str | Path) -> pd.DataFrame:
+    """Score one model (its features index) against the prepared data.
+
+    Writes ``out_csv`` (tidy rows) and a ``.nc`` of per-neuroid scores beside.
+    """
+    data_dir, out_csv = Path(data_dir), Path(out_csv)
+    index = read_json(features_file)
+    prepared = read_json(data_dir / "prepare.json")
+    key = stable_hash({"scoring": config.to_dict()["scoring"], "data": prepared["key"],
+                       "layers": [entry["file"] for entry in index["layers"]]})
+    stamp = out_csv.with_suffix(".json")
+    if stamp.is_file() and read_json(stamp).get("key") == key and out_csv.is_file():
+        log.info("score %s: up to date", index["model"]["model_id"])
+        return pd.read_csv(out_csv)
+    responses = load_responses(data_dir / "responses.nc")
+    neuroids = pd.read_csv(data_dir / "neuroids.csv")
+    summaries = {}
+    for entry in index["layers"]:
+        path = Path(entry["file"])
+        if not path.is_file():
+            raise NeurozooError(
+                f"{features_file}: cache file {path} for layer {entry['layer']} is "
+                "missing; rerun the extract stage"
+            )
+        summaries[entry["layer"]] = LayerSummary.load(path)
+    t0 = time.perf_counter()
+    table, per_neuroid = score_model(summaries, responses,
+                                     neuroids["reliability"].to_numpy(),
+                                     config.scoring, index["model"]["model_id"])
+    table.insert(1, "trained", index["model"]["weights"] != "random")
+    with atomic_path(out_csv.with_suffix(".nc")) as tmp:
+        per_neuroid.to_netcdf(tmp, engine="h5netcdf")
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(stamp, {"key": key, "seconds": time.perf_counter() - t0})
+    return table
+
+
+def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
+                    extra_provenance: dict | None = None) -> pd.DataFrame:
+    """Concatenate per-model tables; write the table, per-neuroid scores and
+    provenance into ``out_dir``."""
+    import xarray as xr
+
+    out_dir = Path(out_dir)
+    tables, neuroid_rows = [], []
+    models = {}
+    for f in score_files:
+        f = Path(f)
+        tables.append(pd.read_csv(f))
+        with xr.open_dataset(f.with_suffix(".nc"), engine="h5netcdf") as ds:
+            rel = ds["reliability"].values
+            r = ds["ridge_r_heldout"].values
+            with np.errstate(invalid="ignore", divide="ignore"):
+                neuroid_rows.append(pd.DataFrame({
+                    "model_id": ds.attrs["model_id"],
+                    "neuroid_id": ds["neuroid_id"].values,
+                    "area": ds["area"].values, "specimen_id": ds["specimen_id"].values,
+                    "reliability": rel, "reliable": ds["reliable"].values,
+                    "ridge_r_heldout": r,
+                    "ridge_r_corrected_heldout": r / np.sqrt(rel),
+                    "ridge_fev_heldout": r * np.abs(r) / rel,
+                }))
+        feat = f.parent.parent / "features" / f.with_suffix(".json").name
+        if feat.is_file():
+            idx = read_json(feat)
+            models[idx["model"]["model_id"]] = {
+                **idx["model"], "n_layers": len(idx["layers"]),
+                "extract_seconds": idx["seconds"]}
+    table = pd.concat(tables, ignore_index=True)
+    with atomic_path(out_dir / "scores.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "neuroid_scores.csv") as tmp:
+        pd.concat(neuroid_rows, ignore_index=True).to_csv(tmp, index=False)
+    import torch
+
+    prov = {
+        "neurozoo_version": neurozoo.__version__,
+        "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "platform": platform.platform(),
+        "config": config.to_dict(), "seed": config.scoring.seed,
+        "models": models,
+    }
+    prepared = out_dir / "data" / "prepare.json"
+    if prepared.is_file():
+        prov["data"] = read_json(prepared)
+    prov.update(extra_provenance or {})
+    write_json(out_dir / "provenance.json", prov)
+    return table
+
+
+def stage_plot(table_csv: str | Path, out_dir: str | Path) -> list[Path]:
+    """Draw the figures of a scores table into ``out_dir``."""
+    from neurozoo.plotting import plot_all
+
+    return plot_all(pd.read_csv(table_csv), Path(out_dir))
+
+
+def summary_table(table: pd.DataFrame, metric: str = "ridge_r_corrected") -> pd.DataFrame:
+    """Held-out best-layer scores: one row per model, one column per area."""
+    sub = table[(table.metric == metric) & (table.selection == "best_heldout")]
+    return sub.pivot_table(index="model_id", columns="area", values="value").round(3)
+
+
+def run(config: RunConfig, out_dir: str | Path, progress: bool = True) -> pd.DataFrame:
+    """Run every stage in this process; returns the tidy scores table."""
+    out_dir = Path(out_dir)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    load_inputs(config)  # fail on bad data before writing anything
+    preflight(config)
+    timings["preflight"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    stage_prepare(config, out_dir / "data")
+    timings["prepare"] = time.perf_counter() - t
+    score_files = []
+    ids = [resolve_model_id(m).model_id for m in config.models]
+    for mid in ids:
+        slug = model_slug(mid)
+        t = time.perf_counter()
+        stage_extract(config, out_dir / "data", mid,
+                      out_dir / "features" / f"{slug}.json", progress)
+        timings[f"extract {mid}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stage_score(config, out_dir / "data", out_dir / "features" / f"{slug}.json",
+                    out_dir / "scores" / f"{slug}.csv")
+        timings[f"score {mid}"] = time.perf_counter() - t
+        score_files.append(out_dir / "scores" / f"{slug}.csv")
+    t = time.perf_counter()
+    table = stage_aggregate(config, score_files, out_dir)
+    stage_plot(out_dir / "scores.csv", out_dir / "figures")
+    timings["aggregate+plot"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    prov = read_json(out_dir / "provenance.json")
+    prov["timings_s"] = timings
+    write_json(out_dir / "provenance.json", prov)
+    return table
+

@@ -1,0 +1,108 @@
+"""Figures of a scores table (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from neurozoo.io import atomic_path  # noqa: E402
+
+__all__ = ["plot_scores_by_area", "plot_score_vs_depth", "plot_all"]
+
+log = logging.getLogger(__name__)
+AREA_ORDER = ["VISp", "VISl", "VISal", "VISrl", "VISam", "VISpm"]
+
+
+def _areas(table: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(table["area"]))
+    return [a for a in AREA_ORDER if a in present] + sorted(
+        a for a in present if a not in AREA_ORDER)
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_scores_by_area(table: pd.DataFrame, path: Path,
+                        metric: str = "ridge_r_corrected") -> Path:
+    """Bars: each model's held-out best-layer score per area, 95% intervals."""
+    sub = table[(table.metric == metric) & (table.selection == "best_heldout")]
+    areas = _areas(sub)
+    models = list(dict.fromkeys(sub["model_id"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(areas)), 4.2))
+    width = 0.8 / max(len(models), 1)
+    cmap = plt.get_cmap("tab10")
+    for k, model in enumerate(models):
+        rows = sub[sub.model_id == model].set_index("area").reindex(areas)
+        x = np.arange(len(areas)) + (k - (len(models) - 1) / 2) * width
+        err = np.vstack([rows.value - rows.ci_low, rows.ci_high - rows.value])
+        trained = bool(rows["trained"].dropna().iloc[0]) if "trained" in rows else True
+        ax.bar(x, rows.value, width, yerr=err, capsize=2, label=model,
+               color=cmap(k % 10), hatch=None if trained else "//",
+               edgecolor="white" if trained else "black", linewidth=0.3)
+    ax.set_xticks(np.arange(len(areas)), areas)
+    ax.set_ylabel(f"{metric} (median over reliable neuroids)")
+    ax.set_title("Best layer per model and area (chosen on held-out folds)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return _save(fig, path)
+
+
+def plot_score_vs_depth(table: pd.DataFrame, path: Path,
+                        metric: str = "ridge_r_corrected") -> Path:
+    """Lines: score against relative layer depth, one panel per area."""
+    sub = table[(table.metric == metric) & (table.selection == "layer")]
+    areas = _areas(sub)
+    models = list(dict.fromkeys(sub["model_id"]))
+    ncol = min(3, len(areas))
+    nrow = int(np.ceil(len(areas) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False,
+                             sharex=True, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for a, area in enumerate(areas):
+        ax = axes[a // ncol][a % ncol]
+        for k, model in enumerate(models):
+            rows = sub[(sub.model_id == model) & (sub.area == area)].sort_values(
+                "relative_depth")
+            trained = bool(rows["trained"].iloc[0]) if "trained" in rows else True
+            ax.plot(rows.relative_depth, rows.value, color=cmap(k % 10),
+                    ls="-" if trained else "--", lw=1.2, label=model)
+            ax.fill_between(rows.relative_depth, rows.ci_low, rows.ci_high,
+                            color=cmap(k % 10), alpha=0.12, lw=0)
+        ax.set_title(area)
+        ax.axhline(0, color="grey", lw=0.5)
+    for a in range(len(areas), nrow * ncol):
+        axes[a // ncol][a % ncol].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("relative layer depth")
+    for row in axes:
+        row[0].set_ylabel(metric)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center",
+               ncol=min(3, len(models)), bbox_to_anchor=(0.5, -0.08))
+    fig.suptitle("Score against depth (solid: trained, dashed: untrained)")
+    return _save(fig, path)
+
+
+def plot_all(table: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Every standard figure; returns the written paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [
+        plot_scores_by_area(table, out_dir / "scores_by_area.png"),
+        plot_score_vs_depth(table, out_dir / "score_vs_depth.png"),
+    ]
+    if (table.metric == "rsa").any():
+        paths.append(plot_scores_by_area(table, out_dir / "rsa_by_area.png", "rsa"))
+        paths.append(plot_score_vs_depth(table, out_dir / "rsa_vs_depth.png", "rsa"))
+    log.info("wrote %d figures to %s", len(paths), out_dir)
+    return paths

@@ -1,0 +1,318 @@
+"""Scores: per neuroid, per area, per layer, and the best layer per area.
+
+Definitions (also in the README)
+--------------------------------
+- Reliability ``rho`` of a neuroid: split-half, Spearman-Brown corrected
+  (:func:`neurozoo.data.split_half_reliability`). A neuroid is *reliable*
+  when ``rho >= reliability_threshold``; area scores use reliable neuroids.
+- ``ridge_r``: Pearson r between the out-of-sample predictions (k-fold
+  outer cross-validation; penalty per neuroid by exact leave-one-out on the
+  training folds) and the trial-averaged response, over all stimuli.
+- ``ridge_r_corrected``: ``r / sqrt(rho)``, the correlation relative to the
+  noise ceiling. ``ridge_fev``: ``r |r| / rho``, the fraction of explainable
+  variance explained (signed, so anti-correlated predictions stay negative).
+  Neither is clipped: values above 1 show a noisy ceiling, not an error.
+- Area score: median over the area's reliable neuroids, with a bootstrap
+  interval over neuroids (percentile, ``n_bootstrap`` resamples, seeded).
+- ``rsa``: Spearman correlation between the upper triangles of the area RDM
+  (1 - Pearson r across the area's neuroids, per stimulus pair, from trial
+  means) and the layer RDM. ``rsa_ceiling``: the split-half reliability of the
+  area RDM (Spearman between half RDMs, Spearman-Brown corrected, averaged
+  over splits). ``rsa_corrected``: ``rsa / sqrt(rsa_ceiling)``. Bootstrap
+  interval over the area's neuroids.
+- Best layer, held out (nested): in each outer fold the layer is chosen by
+  the median leave-one-out r of the area's reliable neuroids on the training
+  stimuli only (for RSA: the RSA on training stimuli); its predictions (its
+  RSA on the test stimuli) make the held-out score. The layer chosen most
+  often is reported. ``in_sample_max`` beside it is the best layer's score
+  chosen on the very data that scores it, an optimistic value.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from neurozoo.data.responses import _trial_groups
+from neurozoo.mapping.ridge import KernelRidgeCV, kfold_indices
+from neurozoo.mapping.rsa import compare_rdms, rdm_from_gram, rdm_from_patterns, upper
+
+__all__ = [
+    "ScoringConfig",
+    "pearson_columns",
+    "rdm_split_half_ceiling",
+    "score_model",
+    "bootstrap_median",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Settings of the scoring stage.
+
+    Attributes
+    ----------
+    n_folds : int
+        Outer cross-validation folds over stimuli.
+    n_alphas, alpha_low, alpha_high : ridge penalty grid, relative to the mean
+        eigenvalue of the training Gram matrix.
+    reliability_threshold : float
+        Minimum split-half reliability for a neuroid to enter area scores.
+    n_bootstrap : int
+        Bootstrap resamples for intervals (neuroids).
+    rsa_comparison : str
+        ``"spearman"`` or ``"pearson"``.
+    seed : int
+        Seeds folds, bootstrap and split-half splits.
+    """
+
+    n_folds: int = 5
+    n_alphas: int = 30
+    alpha_low: float = 1e-4
+    alpha_high: float = 1e5
+    reliability_threshold: float = 0.5
+    n_bootstrap: int = 1000
+    rsa_comparison: str = "spearman"
+    seed: int = 0
+
+
+def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between matching columns. (n, t), (n, t) -> (t,)."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def bootstrap_median(values: np.ndarray, n_bootstrap: int, seed: int,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """Median and percentile bootstrap interval of ``values`` (1-d)."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return (np.nan, np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(n_bootstrap, v.size))
+    meds = np.median(v[idx], axis=1)
+    lo, hi = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2])
+    return float(np.median(v)), float(lo), float(hi)
+
+
+def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20,
+                           seed: int = 0) -> float:
+    """Split-half reliability of an area's RDM, Spearman-Brown corrected.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_trials, n_stimuli, n_neuroids)
+        NaN marks missing repeats. Each neuroid's complete repeats are split
+        in halves as in :func:`neurozoo.data.split_half_reliability`.
+    """
+    groups = _trial_groups(values)
+    rngs = {t: np.random.default_rng([seed, len(t)]) for t in groups}
+    acc = []
+    for _ in range(n_splits):
+        half_a = np.empty(values.shape[1:])
+        half_b = np.empty(values.shape[1:])
+        for trials, cols in groups.items():
+            tr = np.asarray(trials)
+            perm = tr[rngs[trials].permutation(len(tr))]
+            k = len(tr) // 2
+            half_a[:, cols] = values[perm[:k]][:, :, cols].mean(axis=0)
+            half_b[:, cols] = values[perm[k:]][:, :, cols].mean(axis=0)
+        r = compare_rdms(rdm_from_patterns(half_a), rdm_from_patterns(half_b))
+        acc.append(2 * r / (1 + r))
+    return float(np.nanmean(acc))
+
+
+def _rank_pearson_rows(ranked: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Pearson between each row of ``ranked`` (B, m) and ``ref`` (m,)."""
+    x = ranked - ranked.mean(axis=1, keepdims=True)
+    y = ref - ref.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x @ y) / np.sqrt((x * x).sum(1) * (y @ y))
+
+
+def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarray,
+                config: ScoringConfig, model_id: str) -> tuple[pd.DataFrame, xr.Dataset]:
+    """Score every layer of one model against every area.
+
+    Parameters
+    ----------
+    summaries : dict of layer -> LayerSummary
+    responses : NeuralResponses, dims (trial, stimulus, neuroid)
+    reliability : ndarray, shape (n_neuroids,)
+    config : ScoringConfig
+    model_id : str
+
+    Returns
+    -------
+    table : DataFrame
+        Tidy rows: model_id, layer, layer_index, relative_depth, area, metric,
+        selection, value, ci_low, ci_high, n_neuroids, n_reliable.
+    per_neuroid : xarray.Dataset
+        ``ridge_r`` (layer, neuroid), ``ridge_alpha`` (fold, layer, neuroid),
+        ``ridge_r_heldout`` (neuroid) and ``reliability`` (neuroid).
+    """
+    from scipy.stats import rankdata
+
+    values = np.asarray(responses.values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        y = np.nanmean(values, axis=0)  # (n_stimuli, n_neuroids)
+    n, t = y.shape
+    areas = np.asarray(responses.coords["area"].values).astype(str)
+    area_names = sorted(set(areas))
+    reliable = np.isfinite(reliability) & (reliability >= config.reliability_threshold)
+    folds = kfold_indices(n, config.n_folds, config.seed)
+    layers = list(summaries)
+    n_layers = len(layers)
+
+    r_all = np.empty((n_layers, t))
+    alpha_all = np.empty((config.n_folds, n_layers, t))
+    inner_r = np.empty((config.n_folds, n_layers, t))
+    preds = np.empty((n_layers, n, t), dtype=np.float32)
+    layer_rdms = []
+    for li, name in enumerate(layers):
+        s = summaries[name]
+        pred = np.empty((n, t))
+        for f, test in enumerate(folds):
+            train = np.setdiff1d(np.arange(n), test)
+            m = KernelRidgeCV(n_alphas=config.n_alphas, alpha_low=config.alpha_low,
+                              alpha_high=config.alpha_high)
+            m.fit(s.gram[np.ix_(train, train)], y[train])
+            pred[test] = m.predict(s.gram[np.ix_(test, train)])
+            alpha_all[f, li] = m.alpha_
+            inner_r[f, li] = pearson_columns(m.loo_predictions_, y[train])
+        r_all[li] = pearson_columns(pred, y)
+        preds[li] = pred
+        layer_rdms.append(rdm_from_gram(s.gram, s.rowsum, s.n_features))
+
+    rows = []
+    sqrt_rel = np.sqrt(np.where(reliability > 0, reliability, np.nan))
+
+    def metrics(r: np.ndarray) -> dict[str, np.ndarray]:
+        return {"ridge_r": r, "ridge_r_corrected": r / sqrt_rel,
+                "ridge_fev": r * np.abs(r) / reliability}
+
+    def add(layer, li, area, metric, selection, stats, n_neuroids, n_rel):
+        rows.append({
+            "model_id": model_id, "layer": layer,
+            "layer_index": summaries[layer].index if layer else -1,
+            "relative_depth": summaries[layer].relative_depth if layer else np.nan,
+            "area": area, "metric": metric, "selection": selection,
+            "value": stats[0], "ci_low": stats[1], "ci_high": stats[2],
+            "n_neuroids": n_neuroids, "n_reliable": n_rel,
+        })
+
+    seed = config.seed
+    r_heldout = np.full(t, np.nan)
+    for area in area_names:
+        in_area = areas == area
+        sel = in_area & reliable
+        n_area, n_rel = int(in_area.sum()), int(sel.sum())
+        if n_rel == 0:
+            log.warning("%s: no reliable neuroids in %s; area skipped", model_id, area)
+            continue
+        # ---- ridge, every layer
+        medians = []
+        for li, name in enumerate(layers):
+            for metric, v in metrics(r_all[li]).items():
+                st = bootstrap_median(v[sel], config.n_bootstrap, seed)
+                add(name, li, area, metric, "layer", st, n_area, n_rel)
+                if metric == "ridge_r_corrected":
+                    medians.append(st[0])
+        best_in = int(np.nanargmax(medians))
+        for metric, v in metrics(r_all[best_in]).items():
+            add(layers[best_in], best_in, area, metric, "in_sample_max",
+                bootstrap_median(v[sel], config.n_bootstrap, seed), n_area, n_rel)
+        # ---- ridge, nested best layer
+        chosen = []
+        pred = np.empty((n, int(sel.sum())))
+        for f, test in enumerate(folds):
+            li = int(np.nanargmax(np.nanmedian(inner_r[f][:, sel], axis=1)))
+            chosen.append(li)
+            pred[test] = preds[li][test][:, sel]
+        r_nested = pearson_columns(pred, y[:, sel])
+        r_heldout[sel] = r_nested
+        mode = max(set(chosen), key=chosen.count)
+        for metric, v in metrics(np.where(sel, r_heldout, np.nan)).items():
+            add(layers[mode], mode, area, metric, "best_heldout",
+                bootstrap_median(v[sel], config.n_bootstrap, seed), n_area, n_rel)
+
+        # ---- RSA: area RDM from reliable neuroids; bootstrap over neuroids
+        area_rdm = rdm_from_patterns(y[:, sel])
+        ceiling = rdm_split_half_ceiling(values[:, :, sel], seed=seed)
+        rng = np.random.default_rng(seed)
+        cols = np.flatnonzero(sel)
+        n_boot = min(config.n_bootstrap, 200)
+        boot = np.stack([
+            rankdata(upper(rdm_from_patterns(y[:, rng.choice(cols, cols.size)])))
+            for _ in range(n_boot)
+        ])
+        rsa_vals = []
+        for li, name in enumerate(layers):
+            ref = layer_rdms[li]
+            if not np.isfinite(upper(ref)).all():
+                rsa_vals.append(np.nan)
+                continue
+            value = compare_rdms(area_rdm, ref, config.rsa_comparison)
+            rsa_vals.append(value)
+            bs = _rank_pearson_rows(boot, rankdata(upper(ref)))
+            lo, hi = np.nanquantile(bs, [0.025, 0.975])
+            add(name, li, area, "rsa", "layer", (value, lo, hi), n_area, n_rel)
+            c = np.sqrt(ceiling) if ceiling > 0 else np.nan
+            add(name, li, area, "rsa_corrected", "layer",
+                (value / c, lo / c, hi / c), n_area, n_rel)
+        add("", -1, area, "rsa_ceiling", "area", (ceiling, np.nan, np.nan),
+            n_area, n_rel)
+        if np.isfinite(rsa_vals).any():
+            bi = int(np.nanargmax(rsa_vals))
+            add(layers[bi], bi, area, "rsa", "in_sample_max",
+                (rsa_vals[bi], np.nan, np.nan), n_area, n_rel)
+            # nested: choose on training stimuli, evaluate on test stimuli
+            held, chosen = [], []
+            for test in folds:
+                train = np.setdiff1d(np.arange(n), test)
+                tr_scores = [
+                    compare_rdms(area_rdm[np.ix_(train, train)],
+                                 layer_rdms[li][np.ix_(train, train)],
+                                 config.rsa_comparison)
+                    if np.isfinite(rsa_vals[li]) else np.nan
+                    for li in range(n_layers)
+                ]
+                li = int(np.nanargmax(tr_scores))
+                chosen.append(li)
+                held.append(compare_rdms(area_rdm[np.ix_(test, test)],
+                                         layer_rdms[li][np.ix_(test, test)],
+                                         config.rsa_comparison))
+            mode = max(set(chosen), key=chosen.count)
+            add(layers[mode], mode, area, "rsa", "best_heldout",
+                (float(np.nanmean(held)), float(np.nanmin(held)),
+                 float(np.nanmax(held))), n_area, n_rel)
+
+    table = pd.DataFrame(rows)
+    per_neuroid = xr.Dataset(
+        {
+            "ridge_r": (("layer", "neuroid"), r_all),
+            "ridge_alpha": (("fold", "layer", "neuroid"), alpha_all),
+            "ridge_inner_r": (("fold", "layer", "neuroid"), inner_r),
+            "ridge_r_heldout": (("neuroid",), r_heldout),
+            "reliability": (("neuroid",), reliability),
+            "reliable": (("neuroid",), reliable),
+        },
+        coords={
+            "layer": np.asarray(layers, dtype=str),
+            "neuroid_id": ("neuroid", np.asarray(responses.coords["neuroid_id"].values,
+                                                 dtype=str)),
+            "area": ("neuroid", areas),
+            "specimen_id": ("neuroid", np.asarray(responses.coords["specimen_id"].values)),
+            "relative_depth": ("layer", [summaries[x].relative_depth for x in layers]),
+        },
+        attrs={"model_id": model_id},
+    )
+    return table, per_neuroid
