@@ -1,0 +1,137 @@
+"""Streamed per-layer summaries against explicit features; layer rules; cache."""
+
+import numpy as np
+import pytest
+import torch
+
+from neurozoo.errors import NeurozooError
+from neurozoo.features import (
+    LayerSummary,
+    candidate_layers,
+    check_gram,
+    default_layers,
+    extract_summaries,
+    gram_from_features,
+    preprocess_stimuli,
+)
+from neurozoo.models import load_model
+
+
+@pytest.fixture(scope="module")
+def small_stimuli(bundled):
+    _, stimuli = bundled
+    return stimuli.subset(stimuli.stimulus_ids[:10])
+
+
+def explicit_features(loaded, stimuli, layers):
+    """All stimuli in one batch; plain hooks keeping full activations."""
+    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    mods = dict(loaded.module.named_modules())
+    feats = {}
+    handles = [
+        mods[n].register_forward_hook(
+            lambda m, i, o, n=n: feats.__setitem__(n, o.detach().clone()))
+        for n in layers
+    ]
+    with torch.no_grad():
+        loaded.module(images)
+    for h in handles:
+        h.remove()
+    return {n: feats[n].reshape(len(stimuli), -1).double().numpy() for n in layers}
+
+
+def test_streamed_summaries_match_explicit_features(small_stimuli, tmp_path):
+    loaded = load_model("torchvision:resnet18@random:0")
+    # A tiny budget forces one layer per pass and batches of 3 stimuli.
+    got = extract_summaries(loaded, small_stimuli, batch_size=3, memory_budget=1,
+                            cache_dir=tmp_path, progress=False)
+    want = explicit_features(loaded, small_stimuli, list(got))
+    assert list(got)[0] == "conv1" and list(got)[-1] == "fc"
+    for name, s in got.items():
+        x = want[name]
+        np.testing.assert_allclose(s.gram, x @ x.T, rtol=1e-5,
+                                   atol=1e-5 * np.abs(x @ x.T).max())
+        np.testing.assert_allclose(s.rowsum, x.sum(1), rtol=1e-5,
+                                   atol=1e-5 * np.abs(x).sum(1).max())
+        assert s.n_features == x.shape[1]
+
+
+def test_inplace_activation_does_not_leak_into_previous_layer(small_stimuli):
+    """AlexNet's ReLUs are in place: the conv summary must be pre-activation."""
+    loaded = load_model("torchvision:alexnet@random:1")
+    got = extract_summaries(loaded, small_stimuli, layers=["features.0", "features.1"],
+                            progress=False)
+    conv = got["features.0"].rowsum
+    relu = got["features.1"].rowsum
+    assert (conv < relu).all()  # negative pre-activations were summed for conv
+
+
+def test_gram_chunking_is_exact():
+    x = torch.randn(7, 1001)
+    ref = x.double() @ x.double().T
+    np.testing.assert_allclose(gram_from_features(x, chunk_bytes=8 * 7 * 13), ref,
+                               atol=1e-10)
+
+
+def test_default_layer_rule_on_resnet():
+    loaded = load_model("torchvision:resnet18@random:0")
+    names = [n for n, _ in default_layers(loaded.module, torch.zeros(1, 3, 64, 64))]
+    assert names == ["conv1", "bn1", "relu", "maxpool", "layer1.0", "layer1.1",
+                     "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0",
+                     "layer4.1", "avgpool", "fc"]
+    assert "layer1.0.conv1" not in candidate_layers(loaded.module)
+
+
+def test_default_layers_skip_dropout_and_reused_modules():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+            self.act = torch.nn.ReLU()
+            self.drop = torch.nn.Dropout()
+            self.b = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(self.drop(self.act(self.a(self.act(x)))))
+
+    names = [n for n, _ in default_layers(Net(), torch.zeros(1, 4))]
+    assert names == ["a", "b"]
+
+
+def test_unknown_layer_is_an_error(small_stimuli):
+    loaded = load_model("torchvision:alexnet@random:0")
+    with pytest.raises(NeurozooError, match="unknown layer 'features.99'"):
+        extract_summaries(loaded, small_stimuli, layers=["features.99"], progress=False)
+
+
+def test_cache_reuse_and_single_entry_recompute(small_stimuli, tmp_path):
+    loaded = load_model("torchvision:alexnet@random:0")
+    layers = ["features.0", "features.5", "classifier.1"]
+    first = extract_summaries(loaded, small_stimuli, layers=layers, cache_dir=tmp_path,
+                              progress=False)
+    files = sorted(tmp_path.glob("*.npz"))
+    assert len(files) == 3
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    victim = files[1]
+    victim.unlink()
+    second = extract_summaries(loaded, small_stimuli, layers=layers, cache_dir=tmp_path,
+                               progress=False)
+    for f in files:
+        assert f.is_file()
+        if f != victim:
+            assert f.stat().st_mtime_ns == stamps[f]  # untouched: reused
+    for name in layers:
+        np.testing.assert_array_equal(first[name].gram, second[name].gram)
+    # a corrupt entry is recomputed, not used
+    files[0].write_bytes(b"garbage")
+    third = extract_summaries(loaded, small_stimuli, layers=layers, cache_dir=tmp_path,
+                              progress=False)
+    np.testing.assert_array_equal(third[layers[0]].gram, first[layers[0]].gram)
+    LayerSummary.load(files[0])
+
+
+def test_gram_checks():
+    with pytest.raises(NeurozooError, match="not symmetric"):
+        check_gram(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    with pytest.raises(NeurozooError, match="non-finite"):
+        check_gram(np.array([[np.nan, 0.0], [0.0, 1.0]]))
