@@ -99,7 +99,14 @@ class EcephysConfig:
             raise NeurozooError(f"window {self.window_s}: end must exceed start")
 
 
+def _refuse_download(*args, **kwargs):
+    raise NeurozooError(f"offline: not downloading {args[0] if args else ''}")
+
+
 def _cache(cache_dir, offline: bool):
+    from allensdk.brain_observatory.ecephys.ecephys_project_api import (
+        EcephysProjectFixedApi,
+    )
     from allensdk.brain_observatory.ecephys.ecephys_project_cache import (
         EcephysProjectCache,
     )
@@ -107,7 +114,11 @@ def _cache(cache_dir, offline: bool):
     manifest = manifest_path(cache_dir, "manifest.json")
     manifest.parent.mkdir(parents=True, exist_ok=True)
     if offline:
-        return EcephysProjectCache.fixed(manifest=str(manifest))
+        # EcephysProjectCache.fixed() fails in allensdk 2.16.2 (it asks the
+        # fixed API for an HTTP engine); build the same cache by hand.
+        return EcephysProjectCache(fetch_api=EcephysProjectFixedApi(),
+                                   stream_writer=_refuse_download,
+                                   manifest=str(manifest))
     return EcephysProjectCache.from_warehouse(manifest=str(manifest))
 
 
