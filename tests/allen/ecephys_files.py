@@ -155,7 +155,8 @@ def write_ecephys_cache(root: Path, seed: int = 0) -> EcephysCache:
     (root / "natural_scene_templates").mkdir(exist_ok=True)
     scenes = root / "natural_scene_templates"
     for i, t in enumerate(templates):
-        sitk.WriteImage(sitk.GetImageFromArray(t), str(scenes / f"natural_scene_{i}.tiff"))
+        image = sitk.GetImageFromArray(t)
+        sitk.WriteImage(image, str(scenes / f"natural_scene_{i}.tiff"))
     cache = EcephysCache(root, templates)
     sessions, probes, channels_rows, units_rows = [], [], [], []
     for n, (sid, specimen, stype) in enumerate(SESSIONS):
