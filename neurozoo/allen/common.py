@@ -41,6 +41,7 @@ __all__ = [
     "window_bounds",
     "window_means",
     "assemble_trials",
+    "stack_sessions",
     "reliability_table",
     "format_table",
     "provenance_base",
@@ -192,6 +193,33 @@ def assemble_trials(stimulus_index, responses, n_stimuli: int):
         out[seen[i], i] = responses[p]
         seen[i] += 1
     return out
+
+
+def stack_sessions(blocks, coord_blocks):
+    """Join per-session responses along ``neuroid``, NaN-padding trials.
+
+    Parameters
+    ----------
+    blocks : list of ndarray, each shape (n_trials_k, n_stimuli, n_neuroids_k)
+    coord_blocks : list of dict of str -> ndarray, each shape (n_neuroids_k,)
+        Same keys in every session.
+
+    Returns
+    -------
+    values : ndarray, shape (max n_trials_k, n_stimuli, sum n_neuroids_k), float32
+    coords : dict of str -> ndarray, shape (sum n_neuroids_k,)
+    """
+    n_trials = max(b.shape[0] for b in blocks)
+    n_stimuli = blocks[0].shape[1]
+    values = np.full((n_trials, n_stimuli, sum(b.shape[2] for b in blocks)),
+                     np.nan, dtype=np.float32)
+    j = 0
+    for b in blocks:
+        values[: b.shape[0], :, j: j + b.shape[2]] = b
+        j += b.shape[2]
+    coords = {k: np.concatenate([c[k] for c in coord_blocks])
+              for k in coord_blocks[0]}
+    return values, coords
 
 
 def reliability_table(da, reliability, threshold: float, by=("area", "layer")):

@@ -35,7 +35,7 @@ import numpy as np
 
 from neurozoo.allen import VISUAL_AREAS
 from neurozoo.allen.cache import manifest_path, require_files
-from neurozoo.allen.common import assemble_trials, provenance_base
+from neurozoo.allen.common import assemble_trials, provenance_base, stack_sessions
 from neurozoo.errors import NeurozooError
 
 __all__ = ["EcephysConfig", "session_responses", "fetch_ecephys"]
@@ -257,15 +257,7 @@ def fetch_ecephys(cache_dir, cfg: EcephysConfig, offline: bool = False,
         raise NeurozooError(
             f"no unit in {cfg.areas} passes the quality filters in the selected "
             "sessions")
-    n_trials = max(b.shape[0] for b in blocks)
-    values = np.full((n_trials, n_stimuli, sum(b.shape[2] for b in blocks)),
-                     np.nan, dtype=np.float32)
-    j = 0
-    for b in blocks:
-        values[: b.shape[0], :, j: j + b.shape[2]] = b
-        j += b.shape[2]
-    coords = {k: np.concatenate([c[k] for c in coord_blocks])
-              for k in coord_blocks[0]}
+    values, coords = stack_sessions(blocks, coord_blocks)
     provenance = provenance_base("allen_ecephys", asdict(cfg))
     provenance["ecephys_session_ids"] = [int(s) for s in sessions.index]
     da = make_responses(

@@ -38,6 +38,7 @@ from neurozoo.allen.common import (
     assemble_trials,
     depth_to_layer,
     provenance_base,
+    stack_sessions,
     window_means,
 )
 from neurozoo.errors import NeurozooError
@@ -280,15 +281,7 @@ def fetch_ophys(cache_dir, cfg: OphysConfig, offline: bool = False,
         blocks.append(values)
         coord_blocks.append(coords)
 
-    n_trials = max(b.shape[0] for b in blocks)
-    values = np.full((n_trials, len(templates), sum(b.shape[2] for b in blocks)),
-                     np.nan, dtype=np.float32)
-    j = 0
-    for b in blocks:
-        values[: b.shape[0], :, j: j + b.shape[2]] = b
-        j += b.shape[2]
-    coords = {k: np.concatenate([c[k] for c in coord_blocks])
-              for k in coord_blocks[0]}
+    values, coords = stack_sessions(blocks, coord_blocks)
     ids, counts = np.unique(coords["neuroid_id"], return_counts=True)
     if (counts > 1).any():
         raise NeurozooError(
