@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_stage)
 
+    from neurozoo.allen.cli import add_subparser as add_data_parser
+
+    add_data_parser(sub)
+
     p = sub.add_parser("models", help="list the zoo, aliases and transforms")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("layers", help="list a model's default layers")

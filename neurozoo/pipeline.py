@@ -86,9 +86,19 @@ def load_inputs(config: RunConfig):
         responses, stimuli = load_bundled(areas=config.areas)
         digest = responses.attrs["bundle_sha256"]
     else:
+        from neurozoo.data.schema import find_stimuli
+
         data = Path(config.data)
+        if data.is_dir():
+            data = data / "responses.nc"
         responses = load_responses(data)
-        stim_path = Path(config.stimuli) if config.stimuli else data.parent / "stimuli"
+        stim_path = (Path(config.stimuli) if config.stimuli
+                     else find_stimuli(data, responses.attrs))
+        if stim_path is None:
+            raise NeurozooError(
+                f"{data}: no stimulus folder found (looked for stimuli/ beside it); "
+                "pass --stimuli"
+            )
         stimuli = load_stimulus_set(stim_path)
         digest = sha256_file(data)
         if config.areas is not None:
