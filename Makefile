@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean-cache
+.PHONY: run test test-core clean-cache
+
+.DEFAULT_GOAL := run
+include mk/allen.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +21,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/neurozoo run
 
-test: $(STAMP)
-	$(BIN)/ruff check neurozoo tests benchmarks figures
+test: test-core test-allen
+
+test-core: $(STAMP)
+	$(BIN)/ruff check neurozoo tests benchmarks figures pipelines
 	$(BIN)/python -m pytest -q
 
 clean-cache:

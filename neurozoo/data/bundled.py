@@ -252,6 +252,10 @@ def build_bundle(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
     StimulusSet([str(i) for i in range(N_IMAGES)], paths).save_csv(
         dst / "stimuli" / "stimuli.csv")
 
+    licence = src / "UPSTREAM_REPO_LICENSE_MIT.txt"
+    if licence.is_file():
+        with atomic_path(dst / licence.name) as tmp:
+            tmp.write_bytes(licence.read_bytes())
     files = sorted(
         str(p.relative_to(dst)) for p in dst.rglob("*")
         if p.is_file() and p.name not in ("MANIFEST.json", "README.md")

@@ -1,0 +1,162 @@
+"""The CLI end to end on small real data: outputs, bad input, cache reuse."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from neurozoo.cli import main
+
+MODEL = "torchvision:alexnet@random:0"
+LAYERS = ["features.2", "features.5", "features.12", "classifier.2"]
+
+
+def write_config(path, data_dir, **extra):
+    cfg = {
+        "data": str(data_dir / "responses.nc"),
+        "models": [MODEL],
+        "layers": {MODEL: LAYERS},
+        "reliability_splits": 10,
+        "batch_size": 8,
+        "scoring": {"n_bootstrap": 50, "n_folds": 4},
+    }
+    cfg.update(extra)
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def run_cli(args, capsys):
+    code = main(["-q", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_run_writes_all_outputs_and_reuses_cache(small_dataset, tmp_path, cache_env,
+                                                 capsys):
+    cfg = write_config(tmp_path / "cfg.json", small_dataset)
+    out = tmp_path / "res"
+    code, stdout, _ = run_cli(["run", "--config", cfg, "--out", out], capsys)
+    assert code == 0
+    assert "VISp" in stdout and MODEL in stdout
+    table = pd.read_csv(out / "scores.csv")
+    assert set(table.area) == {"VISp", "VISl"}
+    assert set(table.layer.dropna()) >= set(LAYERS)
+    assert {"ridge_r", "ridge_r_corrected", "ridge_fev", "rsa", "rsa_ceiling"} <= set(
+        table.metric)
+    assert {"layer", "best_heldout", "in_sample_max"} <= set(table.selection)
+    best = table[(table.selection == "best_heldout") & (table.metric == "ridge_r")]
+    assert len(best) == 2 and (best.ci_low <= best.value).all()
+    assert (best.value <= best.ci_high).all()
+    per = pd.read_csv(out / "neuroid_scores.csv")
+    assert len(per) == 60 and per.reliability.notna().all()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["neurozoo_version"] and prov["seed"] == 0
+    assert prov["models"][MODEL]["weights_sha256"]
+    assert prov["data"]["data_sha256"] and "total" in prov["timings_s"]
+    for fig in ("scores_by_area.png", "score_vs_depth.png"):
+        assert (out / "figures" / fig).stat().st_size > 10_000
+    with xr.open_dataset(next((out / "scores").glob("*.nc")), engine="h5netcdf") as ds:
+        assert ds["ridge_r"].shape == (len(LAYERS), 60)
+
+    cached = sorted((cache_env / "summaries").glob("*.npz"))
+    assert len(cached) == len(LAYERS)
+    stamps = {p: p.stat().st_mtime_ns for p in cached}
+    scores_file = next((out / "scores").glob("*.csv"))
+    score_stamp = scores_file.stat().st_mtime_ns
+    # second run: everything reused
+    assert run_cli(["run", "--config", cfg, "--out", out], capsys)[0] == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert scores_file.stat().st_mtime_ns == score_stamp
+    # delete one cache entry: only it is recomputed
+    cached[0].unlink()
+    assert run_cli(["run", "--config", cfg, "--out", out], capsys)[0] == 0
+    assert cached[0].is_file()
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != cached[0])
+    np.testing.assert_allclose(pd.read_csv(out / "scores.csv").value, table.value)
+
+
+def _bad_case(kind, small_dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    cfg_extra = {}
+    if kind == "missing_image":
+        (data / "stimuli" / "img_003.png").unlink()
+    elif kind == "corrupt_image":
+        (data / "stimuli" / "img_004.png").write_bytes(b"not a png at all")
+    elif kind == "corrupt_image_no_checksum":
+        csv = pd.read_csv(data / "stimuli" / "stimuli.csv").drop(columns="sha256")
+        csv.to_csv(data / "stimuli" / "stimuli.csv", index=False)
+        (data / "stimuli" / "img_004.png").write_bytes(b"not a png at all")
+    elif kind == "stimulus_count":
+        with xr.open_dataset(data / "responses.nc", engine="h5netcdf") as ds:
+            ds = ds.load()
+        (data / "responses.nc").unlink()
+        ds.isel(stimulus=slice(0, 23)).to_netcdf(data / "responses.nc", engine="h5netcdf")
+    elif kind == "all_nan_neuroid":
+        with xr.open_dataset(data / "responses.nc", engine="h5netcdf") as ds:
+            ds = ds.load()
+        ds["responses"][:, :, 5] = np.nan
+        (data / "responses.nc").unlink()
+        ds.to_netcdf(data / "responses.nc", engine="h5netcdf")
+    elif kind == "unknown_model":
+        cfg_extra = {"models": ["torchvision:no_such_net@random:0"], "layers": {}}
+    elif kind == "unknown_layer":
+        cfg_extra = {"layers": {MODEL: ["features.2", "features.77"]}}
+    elif kind == "unknown_transform":
+        cfg_extra = {"models": [MODEL + "+shrink:2"], "layers": {}}
+    return write_config(tmp_path / "cfg.json", data, **cfg_extra)
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("missing_image", "img_003.png"),
+    ("corrupt_image", "img_004.png"),
+    ("corrupt_image_no_checksum", "img_004.png"),
+    ("stimulus_count", "23 stimuli in the responses but 24"),
+    ("all_nan_neuroid", "no finite response"),
+    ("unknown_model", "no_such_net"),
+    ("unknown_layer", "features.77"),
+    ("unknown_transform", "shrink"),
+])
+def test_bad_input_fails_cleanly(kind, needle, small_dataset, tmp_path, cache_env,
+                                 capsys):
+    cfg = _bad_case(kind, small_dataset, tmp_path)
+    out = tmp_path / "res"
+    code, stdout, stderr = run_cli(["run", "--config", cfg, "--out", out], capsys)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("neurozoo: error:")
+    assert needle in lines[0]
+    assert "Traceback" not in stderr
+    assert not out.exists()  # no partial results
+
+
+def test_bad_config_field_is_named(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scoring:\n  n_folds: 1\n")
+    code, _, stderr = run_cli(["run", "--config", cfg, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "scoring.n_folds" in stderr
+    cfg.write_text("colour: blue\n")
+    code, _, stderr = run_cli(["run", "--config", cfg, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "colour" in stderr
+
+
+def test_stages_chain_like_a_workflow_engine(small_dataset, tmp_path, cache_env, capsys):
+    cfg = write_config(tmp_path / "cfg.json", small_dataset)
+    run_dir = tmp_path / "run"
+    assert run_cli(["stage", "prepare", "--config", cfg, "--out", run_dir / "data"],
+                   capsys)[0] == 0
+    assert run_cli(["stage", "extract", "--config", cfg, "--data-dir", run_dir / "data",
+                    "--model", MODEL, "--out", run_dir / "features" / "m.json"],
+                   capsys)[0] == 0
+    assert run_cli(["stage", "score", "--config", cfg, "--data-dir", run_dir / "data",
+                    "--features", run_dir / "features" / "m.json",
+                    "--out", run_dir / "scores" / "m.csv"], capsys)[0] == 0
+    assert run_cli(["stage", "aggregate", "--config", cfg, "--scores",
+                    run_dir / "scores" / "m.csv", "--out", run_dir], capsys)[0] == 0
+    code, stdout, _ = run_cli(["stage", "plot", "--table", run_dir / "scores.csv",
+                               "--out", run_dir / "figures"], capsys)
+    assert code == 0 and "scores_by_area.png" in stdout
+    assert (run_dir / "provenance.json").is_file()
