@@ -34,12 +34,11 @@ import neurozoo
 from neurozoo.config import RunConfig
 from neurozoo.data.bundled import default_bundle_path, load_bundled
 from neurozoo.data.responses import (
-    check_responses,
     load_responses,
     save_responses,
     split_half_reliability,
 )
-from neurozoo.data.stimuli import StimulusSet, check_match, load_stimulus_set
+from neurozoo.data.stimuli import check_match, load_stimulus_set
 from neurozoo.errors import NeurozooError
 from neurozoo.features import LayerSummary, _probe, extract_summaries, summary_key
 from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
@@ -152,13 +151,14 @@ def _layers_for(config: RunConfig, model_id: str) -> list[str] | None:
 
 # ---------------------------------------------------------------- stages
 
-def stage_prepare(config: RunConfig, out_dir: str | Path) -> dict:
+def stage_prepare(config: RunConfig, out_dir: str | Path, inputs=None) -> dict:
     """Validate the inputs; write responses, stimuli and reliabilities.
 
     Outputs ``out_dir/responses.nc``, ``stimuli.csv`` and ``neuroids.csv``.
+    ``inputs``, the result of :func:`load_inputs`, skips loading them again.
     """
     out_dir = Path(out_dir)
-    responses, stimuli, digest = load_inputs(config)
+    responses, stimuli, digest = inputs if inputs is not None else load_inputs(config)
     key = stable_hash({"data": digest, "areas": config.areas,
                        "splits": config.reliability_splits,
                        "seed": config.scoring.seed, "stimuli": stimuli.identity()})
@@ -337,12 +337,13 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = True) -> pd.Dat
     out_dir = Path(out_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    load_inputs(config)  # fail on bad data before writing anything
+    inputs = load_inputs(config)  # fail on bad data before writing anything
     preflight(config)
     timings["preflight"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    stage_prepare(config, out_dir / "data")
+    stage_prepare(config, out_dir / "data", inputs)
+    del inputs
     timings["prepare"] = time.perf_counter() - t
     score_files = []
     ids = [resolve_model_id(m).model_id for m in config.models]

@@ -113,7 +113,7 @@ def validate_responses(da, source: str = "responses") -> list[str]:
     if not np.issubdtype(da.dtype, np.floating):
         problems.append(f"{source}: values have dtype {da.dtype}, expected floating")
         return problems
-    for coord, dim in (("stimulus_id", "stimulus"), ("neuroid_id", "neuroid")):
+    for coord in ("stimulus_id", "neuroid_id"):
         if coord in da.coords:
             ids = np.asarray(da.coords[coord].values).astype(str)
             uniq, counts = np.unique(ids, return_counts=True)

@@ -104,7 +104,7 @@ class StimulusSet:
                 f"stimulus {self.stimulus_ids[i]}: cannot decode image {p} ({exc})"
             ) from None
 
-    def subset(self, ids) -> "StimulusSet":
+    def subset(self, ids) -> StimulusSet:
         """The stimuli with the given ids, in that order."""
         index = {s: i for i, s in enumerate(self.stimulus_ids)}
         ids = [str(s) for s in ids]

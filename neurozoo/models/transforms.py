@@ -7,7 +7,7 @@ its recipes here, so callers of the zoo never change.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
