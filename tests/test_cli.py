@@ -101,6 +101,10 @@ def _bad_case(kind, small_dataset, tmp_path):
         ds["responses"][:, :, 5] = np.nan
         (data / "responses.nc").unlink()
         ds.to_netcdf(data / "responses.nc", engine="h5netcdf")
+    elif kind == "stimulus_ids":
+        csv = pd.read_csv(data / "stimuli" / "stimuli.csv")
+        csv.loc[5, "stimulus_id"] = 999
+        csv.to_csv(data / "stimuli" / "stimuli.csv", index=False)
     elif kind == "unknown_model":
         cfg_extra = {"models": ["torchvision:no_such_net@random:0"], "layers": {}}
     elif kind == "unknown_layer":
@@ -116,6 +120,7 @@ def _bad_case(kind, small_dataset, tmp_path):
     ("corrupt_image_no_checksum", "img_004.png"),
     ("stimulus_count", "23 stimuli in the responses but 24"),
     ("all_nan_neuroid", "no finite response"),
+    ("stimulus_ids", "'999'"),
     ("unknown_model", "no_such_net"),
     ("unknown_layer", "features.77"),
     ("unknown_transform", "shrink"),

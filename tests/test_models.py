@@ -97,3 +97,18 @@ def test_preprocessing_output(bundled):
     raw = np.asarray(stimuli.load_image(0), dtype=np.float64) / 255
     assert x.min() >= -1 - 1e-6 and x.max() <= 1 + 1e-6  # mean .5, std .5
     assert abs(float(x.mean()) - (raw.mean() - 0.5) / 0.5) < 0.1
+
+
+def test_local_checkpoint_file(tmp_path):
+    src = load_model("torchvision:resnet18@random:7")
+    ckpt = tmp_path / "my model+v1.pth"
+    torch.save({"state_dict": src.module.state_dict()}, ckpt)
+    loaded = load_model(f"torchvision:resnet18@file:{ckpt}")
+    assert loaded.weights_sha256 == src.weights_sha256
+    assert loaded.provenance()["weights_file_sha256"]
+    with pytest.raises(NeurozooError, match="not found"):
+        load_model("torchvision:resnet18@file:/no/such/file.pth")
+    torch.save({"state_dict": load_model("torchvision:alexnet@random:0").module.state_dict()},
+               tmp_path / "wrong.pth")
+    with pytest.raises(NeurozooError, match="do not fit"):
+        load_model(f"torchvision:resnet18@file:{tmp_path / 'wrong.pth'}")

@@ -84,6 +84,27 @@ class ModelSpec:
         return d
 
 
+_TRANSFORM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(:[^/]*)?$")
+
+
+def _split_path_transforms(text: str) -> tuple[str, list[str]]:
+    """Split ``PATH+T1+T2`` where the path itself may contain '+'.
+
+    An existing file wins; otherwise trailing segments that look like
+    transforms (``name`` or ``name:arg``, no '/' and no '.' in the name) are
+    taken as transforms.
+    """
+    from pathlib import Path
+
+    if Path(text).is_file():
+        return text, []
+    parts = text.split("+")
+    transforms: list[str] = []
+    while len(parts) > 1 and _TRANSFORM.match(parts[-1]):
+        transforms.insert(0, parts.pop())
+    return "+".join(parts), transforms
+
+
 def parse_model_id(model_id: str) -> ModelSpec:
     """Parse a model id (see the module docstring) into a :class:`ModelSpec`."""
     m = _ID.match(model_id.strip())
@@ -99,9 +120,7 @@ def parse_model_id(model_id: str) -> ModelSpec:
             f"(valid: {', '.join(SOURCES)})"
         )
     if rest.startswith("file:"):
-        # A path may contain '+': transforms follow the last '.pt'/'.pth' etc.
-        head, *transforms = rest.split("+")
-        path = head[len("file:"):]
+        path, transforms = _split_path_transforms(rest[len("file:"):])
         if not path:
             raise NeurozooError(f"model id '{model_id}': empty checkpoint path")
         return ModelSpec(source, arch, "file", None, path, tuple(transforms))

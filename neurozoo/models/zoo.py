@@ -106,6 +106,7 @@ class LoadedModel:
         return {
             **self.spec.to_dict(),
             "weights_origin": self.weights_origin,
+            "weights_file_sha256": weights_file_sha256(self.weights_origin),
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing.to_dict(),
             "n_parameters": sum(p.numel() for p in self.module.parameters()),
@@ -335,5 +336,7 @@ def load_model(model: str | ModelSpec) -> LoadedModel:
 
 def weights_file_sha256(path: str) -> str | None:
     """SHA-256 of a weights file, or None for random init and URLs."""
+    if path == "random init" or "://" in path or path.startswith("hf-hub:"):
+        return None
     p = Path(path)
     return sha256_file(p) if p.is_file() else None
