@@ -21,6 +21,7 @@ run resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import re
@@ -258,11 +259,23 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
                                      neuroids["reliability"].to_numpy(),
                                      config.scoring, index["model"]["model_id"])
     table.insert(1, "trained", index["model"]["weights"] != "random")
+    provenance = {
+        "neurozoo_version": neurozoo.__version__,
+        "model_id": index["model"]["model_id"],
+        "weights_sha256": index["model"]["weights_sha256"],
+        "data_sha256": prepared["data_sha256"],
+        "stimuli_sha256": prepared["stimuli_sha256"],
+        "scoring": config.to_dict()["scoring"],
+        "seed": config.scoring.seed,
+    }
+    per_neuroid.attrs.update({k: json.dumps(v) if isinstance(v, dict) else v
+                              for k, v in provenance.items()})
     with atomic_path(out_csv.with_suffix(".nc")) as tmp:
         per_neuroid.to_netcdf(tmp, engine="h5netcdf")
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
-    write_json(stamp, {"key": key, "seconds": time.perf_counter() - t0})
+    write_json(stamp, {"key": key, "seconds": time.perf_counter() - t0,
+                       "provenance": provenance})
     return table
 
 

@@ -27,8 +27,12 @@ def _areas(table: pd.DataFrame) -> list[str]:
 
 
 def _save(fig, path: Path) -> Path:
+    import neurozoo
+
+    meta = {"Software": f"neurozoo {neurozoo.__version__}",
+            "Source": "scores.csv of the run; see provenance.json beside it"}
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return path
 
