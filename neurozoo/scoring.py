@@ -130,6 +130,48 @@ def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20,
     return float(np.nanmean(acc))
 
 
+_AREA_CACHE: dict[tuple, tuple] = {}
+
+
+def _area_rsa_reference(values: np.ndarray, y: np.ndarray, seed: int, n_boot: int):
+    """An area's RDM, its split-half ceiling and ranked bootstrap RDMs.
+
+    These depend on the neural data only, so they are computed once per
+    process for every model scored against the same area.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_trials, n_stimuli, n_neuroids)
+    y : ndarray, shape (n_stimuli, n_neuroids)
+        Trial means of ``values``.
+
+    Returns
+    -------
+    rdm : ndarray, shape (n_stimuli, n_stimuli)
+    ceiling : float
+    boot : ndarray, shape (n_boot, n_pairs)
+        Ranked upper triangles of RDMs of neuroids resampled with replacement.
+    """
+    import hashlib
+
+    from scipy.stats import rankdata
+
+    key = (hashlib.sha1(np.ascontiguousarray(values).view(np.uint8)).hexdigest(),
+           seed, n_boot)
+    if key not in _AREA_CACHE:
+        rng = np.random.default_rng(seed)
+        cols = np.arange(y.shape[1])
+        boot = np.stack([
+            rankdata(upper(rdm_from_patterns(y[:, rng.choice(cols, cols.size)])))
+            for _ in range(n_boot)
+        ])
+        while len(_AREA_CACHE) >= 8:  # bounded: about 11 MB per area
+            _AREA_CACHE.pop(next(iter(_AREA_CACHE)))
+        _AREA_CACHE[key] = (rdm_from_patterns(y),
+                            rdm_split_half_ceiling(values, seed=seed), boot)
+    return _AREA_CACHE[key]
+
+
 def _rank_pearson_rows(ranked: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Pearson between each row of ``ranked`` (B, m) and ``ref`` (m,)."""
     x = ranked - ranked.mean(axis=1, keepdims=True)
@@ -245,15 +287,8 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 bootstrap_median(v[sel], config.n_bootstrap, seed), n_area, n_rel)
 
         # ---- RSA: area RDM from reliable neuroids; bootstrap over neuroids
-        area_rdm = rdm_from_patterns(y[:, sel])
-        ceiling = rdm_split_half_ceiling(values[:, :, sel], seed=seed)
-        rng = np.random.default_rng(seed)
-        cols = np.flatnonzero(sel)
-        n_boot = min(config.n_bootstrap, 200)
-        boot = np.stack([
-            rankdata(upper(rdm_from_patterns(y[:, rng.choice(cols, cols.size)])))
-            for _ in range(n_boot)
-        ])
+        area_rdm, ceiling, boot = _area_rsa_reference(
+            values[:, :, sel], y[:, sel], seed, min(config.n_bootstrap, 200))
         rsa_vals = []
         for li, name in enumerate(layers):
             ref = layer_rdms[li]
