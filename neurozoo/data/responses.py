@@ -249,7 +249,8 @@ def save_responses(da: xr.DataArray, path: str | os.PathLike) -> None:
                 for k, v in da.attrs.items()}
     ds["responses"].attrs = {}
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+        ds.to_netcdf(tmp, engine="h5netcdf",
+                     encoding={"responses": {"zlib": True, "complevel": 4}})
 
 
 def load_responses(path: str | os.PathLike, validate: bool = True) -> xr.DataArray:
