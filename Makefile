@@ -24,7 +24,7 @@ run: $(STAMP)
 test: test-core test-allen
 
 test-core: $(STAMP)
-	$(BIN)/ruff check neurozoo tests benchmarks figures pipelines
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean-cache:
