@@ -1,0 +1,1 @@
+"""Head direction: RNNs that integrate angular velocity (Cueva et al., 2020)."""
