@@ -332,7 +332,9 @@ class AnalysisConfig:
         _check_float("analysis.min_turn_index", self.min_turn_index, low=0.0, high=1.0)
         _check_int("analysis.offset_bins", self.offset_bins, 4)
         if not isinstance(self.noise, bool):
-            raise NeurozooError(f"analysis.noise: must be true or false, got {self.noise!r}")
+            raise NeurozooError(
+                f"analysis.noise: must be true or false, got {self.noise!r}"
+            )
 
 
 _SECTIONS = {
@@ -533,7 +535,5 @@ def load_config(path: str | Path) -> HeadDirConfig:
         except json.JSONDecodeError as exc:
             raise NeurozooError(f"config file {path}: invalid JSON ({exc})") from None
     else:
-        raise NeurozooError(
-            f"config file {path}: expected a .yaml, .yml or .json file"
-        )
+        raise NeurozooError(f"config file {path}: expected a .yaml, .yml or .json file")
     return config_from_dict(d or {})

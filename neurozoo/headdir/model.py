@@ -177,7 +177,9 @@ class HeadDirRNN(nn.Module):
         g = torch.Generator().manual_seed(int(seed))
         w = torch.randn(n, n, generator=g) * (config.init_gain / math.sqrt(n))
         self.w_rec = nn.Parameter(w)
-        self.w_in = nn.Parameter(torch.randn(n, n_inputs, generator=g) / math.sqrt(n_inputs))
+        self.w_in = nn.Parameter(
+            torch.randn(n, n_inputs, generator=g) / math.sqrt(n_inputs)
+        )
         self.bias = nn.Parameter(torch.zeros(n))
         self.x0 = nn.Parameter(torch.zeros(n))
         self.readout = nn.Linear(n, n_outputs)

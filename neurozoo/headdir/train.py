@@ -58,8 +58,16 @@ CHECKPOINT = "checkpoint.pt"
 LOSS_LOG = "loss.csv"
 CONFIG_FILE = "config.json"
 _FORMAT = "neurozoo.headdir.checkpoint/1"
-_LOG_FIELDS = ("step", "loss", "mse", "rate_penalty", "weight_penalty",
-               "grad_norm", "lr", "error_deg")
+_LOG_FIELDS = (
+    "step",
+    "loss",
+    "mse",
+    "rate_penalty",
+    "weight_penalty",
+    "grad_norm",
+    "lr",
+    "error_deg",
+)
 
 
 def provenance(config: HeadDirConfig, device: str | None = None) -> dict:
@@ -239,7 +247,9 @@ def run_trials(
 def _lr_at(config: HeadDirConfig, step: int) -> float:
     tc = config.train
     frac = step / max(1, tc.n_updates - 1)
-    return tc.lr * (tc.lr_decay + (1 - tc.lr_decay) * 0.5 * (1 + math.cos(math.pi * frac)))
+    return tc.lr * (
+        tc.lr_decay + (1 - tc.lr_decay) * 0.5 * (1 + math.cos(math.pi * frac))
+    )
 
 
 def _loss(model: HeadDirRNN, trials: Trials, config: HeadDirConfig, gen, dev):
@@ -297,7 +307,9 @@ def _read_checkpoint(path: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - any unreadable file
         raise NeurozooError(f"checkpoint {path}: unreadable ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise NeurozooError(f"checkpoint {path}: not a neurozoo head-direction checkpoint")
+        raise NeurozooError(
+            f"checkpoint {path}: not a neurozoo head-direction checkpoint"
+        )
     return state
 
 
@@ -365,8 +377,13 @@ def train(
     acc: dict[str, float] = {k: 0.0 for k in _LOG_FIELDS[1:]}
     n_acc = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=tc.n_updates, initial=start, disable=not progress,
-               desc="headdir train", unit="upd")
+    bar = tqdm(
+        total=tc.n_updates,
+        initial=start,
+        disable=not progress,
+        desc="headdir train",
+        unit="upd",
+    )
 
     def checkpoint(step_done: int) -> None:
         state = {
@@ -445,9 +462,11 @@ def load_trained(
     out = Path(out_dir)
     path = out / CHECKPOINT
     if not path.is_file():
-        hint = " (config.json present: training did not reach a checkpoint)" if (
-            out / CONFIG_FILE
-        ).is_file() else ""
+        hint = (
+            " (config.json present: training did not reach a checkpoint)"
+            if (out / CONFIG_FILE).is_file()
+            else ""
+        )
         raise NeurozooError(f"out: no {CHECKPOINT} in {out}{hint}; run train first")
     state = _read_checkpoint(path)
     config = config_from_dict(state["config"])
