@@ -182,7 +182,7 @@ class ModelConfig:
     input_noise: float = 0.0
     sparsity: float = 0.0
     mask_path: str | None = None
-    init_gain: float = 1.0
+    init_gain: float = 0.5
 
     def __post_init__(self) -> None:
         _check_int("model.n_units", self.n_units, 1)
@@ -250,7 +250,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     l2_activity: float = 1e-3
-    l2_weight: float = 1e-3
+    l2_weight: float = 0.1
     checkpoint_every: int = 250
     log_every: int = 10
     lr_decay: float = 0.1
