@@ -24,18 +24,33 @@ pipeline, figures, cli
     The train / analyze / figures stages, their PNGs and command line.
 """
 
-from neurozoo.headdir.config import (
-    AnalysisConfig,
-    HeadDirConfig,
-    ModelConfig,
-    TaskConfig,
-    TrainConfig,
-    load_config,
-    preset,
-)
-from neurozoo.headdir.model import HeadDirRNN
-from neurozoo.headdir.task import Trials, generate_trials, trials_from_velocity
-from neurozoo.headdir.train import load_trained, train
+import importlib
+
+_LAZY = {
+    "AnalysisConfig": "config",
+    "HeadDirConfig": "config",
+    "ModelConfig": "config",
+    "TaskConfig": "config",
+    "TrainConfig": "config",
+    "load_config": "config",
+    "preset": "config",
+    "HeadDirRNN": "model",
+    "Trials": "task",
+    "generate_trials": "task",
+    "trials_from_velocity": "task",
+    "load_trained": "train",
+    "train": "train",
+}
+
+
+def __getattr__(name: str):
+    # Lazy so that ``neurozoo.headdir.cli`` (and the top-level CLI) can be
+    # imported without importing torch.
+    if name in _LAZY:
+        module = importlib.import_module(f"neurozoo.headdir.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'neurozoo.headdir' has no attribute {name!r}")
+
 
 __all__ = [
     "AnalysisConfig",

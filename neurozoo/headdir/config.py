@@ -475,9 +475,9 @@ def _quick() -> HeadDirConfig:
 def _paper() -> HeadDirConfig:
     return HeadDirConfig(
         task=TaskConfig(n_steps=500, cue_steps=10),
-        model=ModelConfig(n_units=100, dt=25.0, tau=250.0),
+        model=ModelConfig(n_units=100, dt=25.0, tau=100.0),
         train=TrainConfig(
-            n_updates=8000, batch_size=100, lr=1e-3, checkpoint_every=500
+            n_updates=8000, batch_size=100, lr=2e-3, checkpoint_every=500
         ),
         analysis=AnalysisConfig(n_trials=500, long_factor=2),
         name="paper",

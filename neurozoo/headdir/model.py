@@ -261,10 +261,12 @@ class HeadDirRNN(nn.Module):
         x = self.x0.expand(n_trials, -1)
         r = self.f(x)
         rates = []
-        for t in range(n_steps):
-            x = (1 - a) * x + a * (r @ w_t + drive[:, t])
-            if s_rec > 0:
-                x = x + rec_noise[:, t]
+        external = a * drive
+        if s_rec > 0:
+            external = external + rec_noise
+        # unbind (not drive[:, t]) keeps the backward pass linear in n_steps
+        for ext_t in external.unbind(dim=1):
+            x = (1 - a) * x + a * (r @ w_t) + ext_t
             r = self.f(x)
             rates.append(r)
         rates_t = torch.stack(rates, dim=1)
