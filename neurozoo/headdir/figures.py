@@ -93,6 +93,7 @@ def _tuning(arrays: dict, path: Path, kind: str) -> Path:
             if col == 0:
                 ax.set_ylabel("rate", fontsize=7)
     fig.suptitle(f"{kind} tuning of example units", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
