@@ -540,3 +540,25 @@ def test_heldout_trials_differ_from_training_trials():
     held = heldout_trials(cfg, n_trials=16)
     for step in range(5):
         assert not np.allclose(training_batch(cfg, step).inputs, held.inputs)
+
+
+def test_masked_run_reloads_without_its_mask_file(tmp_path):
+    mask = np.ones((24, 24), dtype=bool)
+    mask[:, :12] = False
+    np.save(tmp_path / "m.npy", mask)
+    cfg = tiny_config(
+        **{
+            "model.mask_path": str(tmp_path / "m.npy"),
+            "train.n_updates": 5,
+            "train.checkpoint_every": 5,
+        }
+    )
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert torch.equal(result.model.mask, torch.as_tensor(mask, dtype=torch.float32))
+    (tmp_path / "m.npy").unlink()
+    model, _, _ = load_trained(tmp_path / "run")
+    assert torch.equal(model.mask, torch.as_tensor(mask, dtype=torch.float32))
+    trials = heldout_trials(cfg, n_trials=4)
+    a, _ = run_trials(model, trials)
+    b, _ = run_trials(result.model, trials)
+    assert np.allclose(a, b)

@@ -106,7 +106,7 @@ def analyze_model(model: HeadDirRNN, config: HeadDirConfig) -> tuple[dict, dict]
     seed = config.seed
     trials = heldout_trials(config)
     c = trials.cue_steps
-    out_noisy, _ = run_trials(model, trials, noise=True, seed=seed)
+    out_noisy, _ = run_trials(model, trials, noise=True, seed=seed, keep_rates=False)
     out_clean, rates_clean = run_trials(model, trials, noise=False, seed=seed)
     rates = rates_clean
     if ac.noise:
@@ -116,8 +116,8 @@ def analyze_model(model: HeadDirRNN, config: HeadDirConfig) -> tuple[dict, dict]
 
     long_steps = config.task.n_steps * ac.long_factor
     long = heldout_trials(config, n_steps=long_steps)
-    long_noisy, _ = run_trials(model, long, noise=True, seed=seed)
-    long_clean, _ = run_trials(model, long, noise=False, seed=seed)
+    long_noisy, _ = run_trials(model, long, noise=True, seed=seed, keep_rates=False)
+    long_clean, _ = run_trials(model, long, noise=False, seed=seed, keep_rates=False)
     long_err_noisy = heading_error_deg(long_noisy, long.heading)
     long_err_clean = heading_error_deg(long_clean, long.heading)
 

@@ -209,7 +209,8 @@ def run_trials(
     noise: bool = False,
     seed: int = 0,
     batch_size: int = 500,
-) -> tuple[np.ndarray, np.ndarray]:
+    keep_rates: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Simulate the model on trials without gradients.
 
     Parameters
@@ -224,13 +225,16 @@ def run_trials(
         Seed of the noise.
     batch_size : int
         Trials per forward pass.
+    keep_rates : bool
+        Return the rates (False saves memory on long trials).
 
     Returns
     -------
     outputs : numpy.ndarray
         ``(n_trials, n_steps, 2)`` readout.
-    rates : numpy.ndarray
-        ``(n_trials, n_steps, n_units)`` firing rates.
+    rates : numpy.ndarray or None
+        ``(n_trials, n_steps, n_units)`` firing rates (None unless
+        ``keep_rates``).
     """
     dev = next(model.parameters()).device
     gen = _noise_generator(seed, 4, 0, dev)
@@ -240,8 +244,9 @@ def run_trials(
             x = torch.as_tensor(trials.inputs[i : i + batch_size], device=dev)
             y, r = model(x, generator=gen, noise=noise)
             outs.append(y.cpu().numpy())
-            rates.append(r.cpu().numpy())
-    return np.concatenate(outs), np.concatenate(rates)
+            if keep_rates:
+                rates.append(r.cpu().numpy())
+    return np.concatenate(outs), np.concatenate(rates) if keep_rates else None
 
 
 def _lr_at(config: HeadDirConfig, step: int) -> float:
@@ -471,7 +476,9 @@ def load_trained(
     state = _read_checkpoint(path)
     config = config_from_dict(state["config"])
     dev = resolve_device(device)
-    model = HeadDirRNN(config.model, seed=config.seed).to(dev)
+    # the mask comes from the checkpoint: a mask file need not exist any more
+    mask = state["model"]["mask"]
+    model = HeadDirRNN(config.model, seed=config.seed, mask=mask).to(dev)
     model.load_state_dict(state["model"])
     model.eval()
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
