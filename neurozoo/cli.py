@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_parser(sub)
 
+    from neurozoo.headdir.cli import add_subparser as add_headdir_parser
+
+    add_headdir_parser(sub)
+
     p = sub.add_parser("models", help="list the zoo, aliases and transforms")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("layers", help="list a model's default layers")
