@@ -70,8 +70,42 @@ class RunConfig:
     def __post_init__(self):
         if isinstance(self.scoring, dict):
             self.scoring = _build(ScoringConfig, self.scoring, "scoring")
+        sc = self.scoring
+        types = [
+            ("batch_size", self.batch_size, int), ("memory_budget_gb", self.memory_budget_gb,
+                                                    (int, float)),
+            ("reliability_splits", self.reliability_splits, int),
+            ("device", self.device, str), ("models", self.models, list),
+            ("layers", self.layers, dict),
+            ("scoring.n_folds", sc.n_folds, int), ("scoring.n_alphas", sc.n_alphas, int),
+            ("scoring.alpha_low", sc.alpha_low, (int, float)),
+            ("scoring.alpha_high", sc.alpha_high, (int, float)),
+            ("scoring.reliability_threshold", sc.reliability_threshold, (int, float)),
+            ("scoring.n_bootstrap", sc.n_bootstrap, int), ("scoring.seed", sc.seed, int),
+            ("scoring.rsa_comparison", sc.rsa_comparison, str),
+        ]
+        for name, value, kind in types:
+            if isinstance(value, bool) or not isinstance(value, kind):
+                want = kind.__name__ if isinstance(kind, type) else "a number"
+                raise NeurozooError(
+                    f"config field '{name}': expected {want}, got {value!r}")
+        for name in ("data", "stimuli", "cache_dir"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise NeurozooError(f"config field '{name}': expected a path string")
+        if self.areas is not None and (not isinstance(self.areas, list) or not all(
+                isinstance(a, str) for a in self.areas)):
+            raise NeurozooError(
+                f"config field 'areas': expected a list of area names, got {self.areas!r}")
+        if not all(isinstance(m, str) for m in self.models):
+            raise NeurozooError("config field 'models': expected a list of model ids")
+        from neurozoo.mapping.rsa import COMPARISONS
+
         checks = [
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("scoring.rsa_comparison", sc.rsa_comparison in COMPARISONS,
+             f"one of {', '.join(COMPARISONS)}"),
+            ("scoring.reliability_threshold", -1 <= sc.reliability_threshold <= 1,
+             "a number in [-1, 1]"),
             ("memory_budget_gb", self.memory_budget_gb > 0, "> 0"),
             ("reliability_splits", self.reliability_splits >= 1, "an integer >= 1"),
             ("models", len(self.models) >= 1, "at least one model id"),

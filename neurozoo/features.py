@@ -253,12 +253,27 @@ class _Stop(Exception):
 
 
 def summary_key(weights_sha256: str, preprocessing: dict, stimuli_id: str,
-                layer: str) -> str:
-    """Cache key of one layer's summary."""
+                layer: str, architecture: str = "") -> str:
+    """Cache key of one layer's summary.
+
+    ``architecture`` is ``SOURCE:ARCH`` plus the versions of torch and the
+    model libraries: two architectures may share parameters but not their
+    forward code (timm's ``tf_`` variants pad differently).
+    """
     return stable_hash({
         "weights": weights_sha256, "preprocessing": preprocessing,
         "stimuli": stimuli_id, "layer": layer, "version": EXTRACTION_VERSION,
+        "architecture": architecture,
     }, length=24)
+
+
+def architecture_tag(loaded) -> str:
+    """``SOURCE:ARCH`` and library versions: the code part of a cache key."""
+    import timm
+    import torchvision
+
+    return (f"{loaded.spec.source}:{loaded.spec.arch}|torch {torch.__version__}|"
+            f"torchvision {torchvision.__version__}|timm {timm.__version__}")
 
 
 def _groups(layers: list[tuple[str, tuple]], n: int, budget: int) -> list[list[int]]:
@@ -334,13 +349,14 @@ def extract_summaries(
     n_default = max(len(default_names) - 1, 1)
     stim_id = stimuli.identity()
     prep = loaded.preprocessing.to_dict()
+    arch = architecture_tag(loaded)
     cache = Path(cache_dir) if cache_dir is not None else None
 
     results: dict[str, LayerSummary] = {}
     todo: list[tuple[str, tuple]] = []
     for name, shape in chosen:
         if cache is not None:
-            path = cache / f"{summary_key(loaded.weights_sha256, prep, stim_id, name)}.npz"
+            path = cache / f"{summary_key(loaded.weights_sha256, prep, stim_id, name, arch)}.npz"
             if path.is_file():
                 try:
                     results[name] = LayerSummary.load(path)
@@ -395,7 +411,7 @@ def extract_summaries(
             del x
             results[nm] = summary
             if cache is not None:
-                key = summary_key(loaded.weights_sha256, prep, stim_id, nm)
+                key = summary_key(loaded.weights_sha256, prep, stim_id, nm, arch)
                 summary.save(cache / f"{key}.npz", {
                     "model_id": loaded.spec.model_id, "layer": nm,
                     "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,

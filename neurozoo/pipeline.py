@@ -41,7 +41,13 @@ from neurozoo.data.responses import (
 )
 from neurozoo.data.stimuli import check_match, load_stimulus_set
 from neurozoo.errors import NeurozooError
-from neurozoo.features import LayerSummary, _probe, extract_summaries, summary_key
+from neurozoo.features import (
+    LayerSummary,
+    _probe,
+    architecture_tag,
+    extract_summaries,
+    summary_key,
+)
 from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
 from neurozoo.models.zoo import load_model, resolve_model_id
 from neurozoo.scoring import score_model
@@ -114,6 +120,10 @@ def load_inputs(config: RunConfig):
     stimuli.verify()
     for i in range(len(stimuli)):
         stimuli.load_image(i)
+    if config.scoring.n_folds > len(stimuli):
+        raise NeurozooError(
+            f"config field 'scoring.n_folds': {config.scoring.n_folds} folds but only "
+            f"{len(stimuli)} stimuli")
     return responses, stimuli, digest
 
 
@@ -121,10 +131,14 @@ def preflight(config: RunConfig) -> None:
     """Check every model id, its weights and its chosen layers before work."""
     import torch
 
-    layer_keys = {}
+    layer_keys: dict[str, list] = {}
     for key, names in config.layers.items():
-        layer_keys[resolve_model_id(key).model_id] = names
-    ids = [resolve_model_id(m).model_id for m in config.models]
+        mid = resolve_model_id(key).model_id
+        if mid in layer_keys and list(layer_keys[mid]) != list(names):
+            raise NeurozooError(
+                f"config field 'layers': two entries for {mid} disagree")
+        layer_keys[mid] = names
+    ids = model_ids(config)
     unknown_layer_models = sorted(set(layer_keys) - set(ids))
     if unknown_layer_models:
         raise NeurozooError(
@@ -141,6 +155,35 @@ def preflight(config: RunConfig) -> None:
                 if name not in probed:
                     raise NeurozooError(f"layer '{name}' of {mid} never runs")
         del loaded
+
+
+def _need(path, stage: str) -> Path:
+    """``path``, or a one-line error saying which stage makes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeurozooError(f"{path} is missing: run the {stage} stage first")
+    return path
+
+
+def model_ids(config: RunConfig) -> list[str]:
+    """The config's models as canonical ids, duplicates (e.g. an alias and its
+    id) removed, order kept."""
+    return list(dict.fromkeys(resolve_model_id(m).model_id for m in config.models))
+
+
+def check_reliable(responses, reliability: np.ndarray, threshold: float) -> None:
+    """Raise when no neuroid reaches the reliability threshold; warn per area."""
+    areas = np.asarray(responses.coords["area"].values).astype(str)
+    ok = np.isfinite(reliability) & (reliability >= threshold)
+    if not ok.any():
+        best = np.nanmax(reliability) if np.isfinite(reliability).any() else float("nan")
+        raise NeurozooError(
+            f"no neuroid reaches the reliability threshold {threshold} (highest "
+            f"{best:.3f}); lower scoring.reliability_threshold or add trials")
+    for area in sorted(set(areas)):
+        if not ok[areas == area].any():
+            log.warning("area %s has no neuroid with reliability >= %s: not scored",
+                        area, threshold)
 
 
 def _layers_for(config: RunConfig, model_id: str) -> list[str] | None:
@@ -162,6 +205,7 @@ def stage_prepare(config: RunConfig, out_dir: str | Path, inputs=None) -> dict:
     responses, stimuli, digest = inputs if inputs is not None else load_inputs(config)
     key = stable_hash({"data": digest, "areas": config.areas,
                        "splits": config.reliability_splits,
+                       "threshold": config.scoring.reliability_threshold,
                        "seed": config.scoring.seed, "stimuli": stimuli.identity()})
     stamp = out_dir / "prepare.json"
     if stamp.is_file() and read_json(stamp).get("key") == key and all(
@@ -171,6 +215,9 @@ def stage_prepare(config: RunConfig, out_dir: str | Path, inputs=None) -> dict:
         return read_json(stamp)
     rel = split_half_reliability(responses, config.reliability_splits,
                                  config.scoring.seed)
+    check_reliable(responses, rel, config.scoring.reliability_threshold)
+    if stamp.exists():  # outputs are about to change: the old stamp is void
+        stamp.unlink()
     save_responses(responses, out_dir / "responses.nc")
     stimuli.save_csv(out_dir / "stimuli.csv")
     table = pd.DataFrame({
@@ -201,7 +248,8 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
     Writes ``out_file``, a JSON index: the model's provenance and, per layer,
     its cache file, shape and relative depth.
     """
-    stimuli = load_stimulus_set(Path(data_dir) / "stimuli.csv")
+    stimuli = load_stimulus_set(_need(Path(data_dir) / "stimuli.csv", "prepare"))
+    stimuli.verify()
     loaded = load_model(model)
     t0 = time.perf_counter()
     summaries = extract_summaries(
@@ -212,6 +260,11 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
     )
     prep = loaded.preprocessing.to_dict()
     stim_id = stimuli.identity()
+    arch = architecture_tag(loaded)
+
+    def key(layer: str) -> str:
+        return summary_key(loaded.weights_sha256, prep, stim_id, layer, arch)
+
     index = {
         "model": loaded.provenance(),
         "stimuli_sha256": stim_id,
@@ -219,8 +272,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         "layers": [
             {"layer": s.layer, "index": s.index, "relative_depth": s.relative_depth,
              "n_features": s.n_features, "shape": list(s.shape),
-             "file": str(config.cache_path / "summaries"
-                         / f"{summary_key(loaded.weights_sha256, prep, stim_id, s.layer)}.npz")}
+             "file": str(config.cache_path / "summaries" / f"{key(s.layer)}.npz")}
             for s in summaries.values()
         ],
     }
@@ -235,16 +287,27 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
     Writes ``out_csv`` (tidy rows) and a ``.nc`` of per-neuroid scores beside.
     """
     data_dir, out_csv = Path(data_dir), Path(out_csv)
-    index = read_json(features_file)
-    prepared = read_json(data_dir / "prepare.json")
+    index = read_json(_need(features_file, "extract"))
+    prepared = read_json(_need(data_dir / "prepare.json", "prepare"))
+    if index["stimuli_sha256"] != prepared["stimuli_sha256"]:
+        raise NeurozooError(
+            f"{features_file}: features were extracted from other stimuli than the "
+            f"prepared data in {data_dir}; rerun the extract stage")
     key = stable_hash({"scoring": config.to_dict()["scoring"], "data": prepared["key"],
                        "layers": [entry["file"] for entry in index["layers"]]})
     stamp = out_csv.with_suffix(".json")
-    if stamp.is_file() and read_json(stamp).get("key") == key and out_csv.is_file():
+    if (stamp.is_file() and read_json(stamp).get("key") == key and out_csv.is_file()
+            and out_csv.with_suffix(".nc").is_file()):
         log.info("score %s: up to date", index["model"]["model_id"])
         return pd.read_csv(out_csv)
+    if stamp.exists():
+        stamp.unlink()
     responses = load_responses(data_dir / "responses.nc")
     neuroids = pd.read_csv(data_dir / "neuroids.csv")
+    if not np.array_equal(neuroids["neuroid_id"].astype(str).to_numpy(),
+                          np.asarray(responses.coords["neuroid_id"].values).astype(str)):
+        raise NeurozooError(
+            f"{data_dir}: neuroids.csv and responses.nc disagree; rerun prepare")
     summaries = {}
     for entry in index["layers"]:
         path = Path(entry["file"])
@@ -258,6 +321,8 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
     table, per_neuroid = score_model(summaries, responses,
                                      neuroids["reliability"].to_numpy(),
                                      config.scoring, index["model"]["model_id"])
+    if table.empty:
+        raise NeurozooError(f"{index['model']['model_id']}: no area has reliable neuroids")
     table.insert(1, "trained", index["model"]["weights"] != "random")
     provenance = {
         "neurozoo_version": neurozoo.__version__,
@@ -289,7 +354,8 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
     tables, neuroid_rows = [], []
     models = {}
     for f in score_files:
-        f = Path(f)
+        f = _need(Path(f), "score")
+        _need(f.with_suffix(".nc"), "score")
         tables.append(pd.read_csv(f))
         with xr.open_dataset(f.with_suffix(".nc"), engine="h5netcdf") as ds:
             rel = ds["reliability"].values
@@ -336,7 +402,7 @@ def stage_plot(table_csv: str | Path, out_dir: str | Path) -> list[Path]:
     """Draw the figures of a scores table into ``out_dir``."""
     from neurozoo.plotting import plot_all
 
-    return plot_all(pd.read_csv(table_csv), Path(out_dir))
+    return plot_all(pd.read_csv(_need(Path(table_csv), "aggregate")), Path(out_dir))
 
 
 def summary_table(table: pd.DataFrame, metric: str = "ridge_r_corrected") -> pd.DataFrame:
@@ -359,8 +425,7 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = True) -> pd.Dat
     del inputs
     timings["prepare"] = time.perf_counter() - t
     score_files = []
-    ids = [resolve_model_id(m).model_id for m in config.models]
-    for mid in ids:
+    for mid in model_ids(config):
         slug = model_slug(mid)
         t = time.perf_counter()
         stage_extract(config, out_dir / "data", mid,

@@ -5,9 +5,13 @@ Definitions (also in the README)
 - Reliability ``rho`` of a neuroid: split-half, Spearman-Brown corrected
   (:func:`neurozoo.data.split_half_reliability`). A neuroid is *reliable*
   when ``rho >= reliability_threshold``; area scores use reliable neuroids.
-- ``ridge_r``: Pearson r between the out-of-sample predictions (k-fold
-  outer cross-validation; penalty per neuroid by exact leave-one-out on the
-  training folds) and the trial-averaged response, over all stimuli.
+- ``ridge_r``: Pearson r between the out-of-sample predictions and the
+  trial-averaged response, computed on each outer fold's test stimuli and
+  averaged over the folds (k-fold outer cross-validation over stimuli; penalty
+  per neuroid by exact leave-one-out on the training folds). Per-fold r
+  avoids the negative bias of one r over pooled fold predictions, whose
+  per-fold intercepts differ. Trial means use complete repeats only, the same
+  repeats the reliability uses.
 - ``ridge_r_corrected``: ``r / sqrt(rho)``, the correlation relative to the
   noise ceiling. ``ridge_fev``: ``r |r| / rho``, the fraction of explainable
   variance explained (signed, so anti-correlated predictions stay negative).
@@ -15,15 +19,16 @@ Definitions (also in the README)
 - Area score: median over the area's reliable neuroids, with a bootstrap
   interval over neuroids (percentile, ``n_bootstrap`` resamples, seeded).
 - ``rsa``: Spearman correlation between the upper triangles of the area RDM
-  (1 - Pearson r across the area's neuroids, per stimulus pair, from trial
-  means) and the layer RDM. ``rsa_ceiling``: the split-half reliability of the
-  area RDM (Spearman between half RDMs, Spearman-Brown corrected, averaged
-  over splits). ``rsa_corrected``: ``rsa / sqrt(rsa_ceiling)``. Bootstrap
-  interval over the area's neuroids.
+  (1 - Pearson r between stimulus patterns of the area's reliable neuroids,
+  each neuroid z-scored across stimuli, from trial means) and the layer RDM
+  (the same distance on the layer's raw features). ``rsa_ceiling``: the
+  split-half reliability of the area RDM (half RDMs compared the same way,
+  Spearman-Brown corrected, averaged over 20 splits). ``rsa_corrected``:
+  ``rsa / sqrt(rsa_ceiling)``. Bootstrap interval over the area's neuroids.
 - Best layer, held out (nested): in each outer fold the layer is chosen by
   the median leave-one-out r of the area's reliable neuroids on the training
-  stimuli only (for RSA: the RSA on training stimuli); its predictions (its
-  RSA on the test stimuli) make the held-out score. The layer chosen most
+  stimuli only (for RSA: the RSA on training stimuli); its r on the test
+  stimuli (its RSA among the test stimuli) makes the held-out score. The layer chosen most
   often is reported. ``in_sample_max`` beside it is the best layer's score
   chosen on the very data that scores it, an optimistic value.
 """
@@ -38,11 +43,14 @@ import pandas as pd
 import xarray as xr
 
 from neurozoo.data.responses import _trial_groups
+from neurozoo.errors import NeurozooError
 from neurozoo.mapping.ridge import KernelRidgeCV, kfold_indices
 from neurozoo.mapping.rsa import compare_rdms, rdm_from_gram, rdm_from_patterns, upper
 
 __all__ = [
     "ScoringConfig",
+    "complete_repeats",
+    "neural_rdm",
     "pearson_columns",
     "rdm_split_half_ceiling",
     "score_model",
@@ -103,15 +111,49 @@ def bootstrap_median(values: np.ndarray, n_bootstrap: int, seed: int,
     return float(np.median(v)), float(lo), float(hi)
 
 
-def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20,
-                           seed: int = 0) -> float:
+def complete_repeats(values: np.ndarray) -> np.ndarray:
+    """Set each neuroid's incomplete repeats to NaN.
+
+    A repeat (trial index) is complete for a neuroid when it is finite for
+    every stimulus. Reliability splits complete repeats only, so the trial
+    means that are scored use the same repeats.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_trials, n_stimuli, n_neuroids)
+    """
+    complete = np.isfinite(values).all(axis=1, keepdims=True)
+    dropped = int((np.isfinite(values) & ~complete).sum())
+    if dropped:
+        log.warning("%d finite values in incomplete repeats are not used", dropped)
+    return np.where(complete, values, np.nan)
+
+
+def neural_rdm(patterns: np.ndarray) -> np.ndarray:
+    """RDM of neural patterns, each neuroid z-scored across stimuli first.
+
+    Without z-scoring, the stimulus patterns share every neuroid's mean rate
+    and correlation distance mostly tracks the overall response size.
+
+    Parameters
+    ----------
+    patterns : ndarray, shape (n_stimuli, n_neuroids)
+    """
+    sd = patterns.std(axis=0)
+    z = (patterns - patterns.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return rdm_from_patterns(z)
+
+
+def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20, seed: int = 0,
+                           comparison: str = "spearman") -> float:
     """Split-half reliability of an area's RDM, Spearman-Brown corrected.
 
     Parameters
     ----------
     values : ndarray, shape (n_trials, n_stimuli, n_neuroids)
         NaN marks missing repeats. Each neuroid's complete repeats are split
-        in halves as in :func:`neurozoo.data.split_half_reliability`.
+        in halves as in :func:`neurozoo.data.split_half_reliability`; the RDM
+        of each half (:func:`neural_rdm`) is compared with ``comparison``.
     """
     groups = _trial_groups(values)
     rngs = {t: np.random.default_rng([seed, len(t)]) for t in groups}
@@ -125,7 +167,7 @@ def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20,
             k = len(tr) // 2
             half_a[:, cols] = values[perm[:k]][:, :, cols].mean(axis=0)
             half_b[:, cols] = values[perm[k:]][:, :, cols].mean(axis=0)
-        r = compare_rdms(rdm_from_patterns(half_a), rdm_from_patterns(half_b))
+        r = compare_rdms(neural_rdm(half_a), neural_rdm(half_b), comparison)
         acc.append(2 * r / (1 + r))
     return float(np.nanmean(acc))
 
@@ -133,8 +175,9 @@ def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20,
 _AREA_CACHE: dict[tuple, tuple] = {}
 
 
-def _area_rsa_reference(values: np.ndarray, y: np.ndarray, seed: int, n_boot: int):
-    """An area's RDM, its split-half ceiling and ranked bootstrap RDMs.
+def _area_rsa_reference(values: np.ndarray, y: np.ndarray, seed: int, n_boot: int,
+                        comparison: str = "spearman"):
+    """An area's RDM, its split-half ceiling and bootstrap RDMs.
 
     These depend on the neural data only, so they are computed once per
     process for every model scored against the same area.
@@ -149,26 +192,29 @@ def _area_rsa_reference(values: np.ndarray, y: np.ndarray, seed: int, n_boot: in
     -------
     rdm : ndarray, shape (n_stimuli, n_stimuli)
     ceiling : float
-    boot : ndarray, shape (n_boot, n_pairs)
-        Ranked upper triangles of RDMs of neuroids resampled with replacement.
+    boot : ndarray, shape (n_boot, n_pairs), float32
+        Upper triangles (ranked for Spearman) of the RDMs of neuroids
+        resampled with replacement.
     """
     import hashlib
 
     from scipy.stats import rankdata
 
     key = (hashlib.sha1(np.ascontiguousarray(values).view(np.uint8)).hexdigest(),
-           seed, n_boot)
+           seed, n_boot, comparison)
     if key not in _AREA_CACHE:
         rng = np.random.default_rng(seed)
         cols = np.arange(y.shape[1])
+        prep = rankdata if comparison == "spearman" else (lambda v: v)
         boot = np.stack([
-            rankdata(upper(rdm_from_patterns(y[:, rng.choice(cols, cols.size)])))
+            prep(upper(neural_rdm(y[:, rng.choice(cols, cols.size)]))).astype(np.float32)
             for _ in range(n_boot)
         ])
-        while len(_AREA_CACHE) >= 8:  # bounded: about 11 MB per area
+        while len(_AREA_CACHE) >= 8:  # bounded: about 30 MB per area
             _AREA_CACHE.pop(next(iter(_AREA_CACHE)))
-        _AREA_CACHE[key] = (rdm_from_patterns(y),
-                            rdm_split_half_ceiling(values, seed=seed), boot)
+        _AREA_CACHE[key] = (neural_rdm(y),
+                            rdm_split_half_ceiling(values, seed=seed, comparison=comparison),
+                            boot)
     return _AREA_CACHE[key]
 
 
@@ -203,10 +249,13 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
     """
     from scipy.stats import rankdata
 
-    values = np.asarray(responses.values, dtype=np.float64)
+    values = complete_repeats(np.asarray(responses.values, dtype=np.float64))
     with np.errstate(invalid="ignore"):
         y = np.nanmean(values, axis=0)  # (n_stimuli, n_neuroids)
     n, t = y.shape
+    if np.isnan(y).any():
+        raise NeurozooError(
+            f"{model_id}: some neuroids have no complete repeat; validate the data")
     areas = np.asarray(responses.coords["area"].values).astype(str)
     area_names = sorted(set(areas))
     reliable = np.isfinite(reliability) & (reliability >= config.reliability_threshold)
@@ -215,9 +264,9 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
     n_layers = len(layers)
 
     r_all = np.empty((n_layers, t))
+    r_folds = np.empty((config.n_folds, n_layers, t))
     alpha_all = np.empty((config.n_folds, n_layers, t))
     inner_r = np.empty((config.n_folds, n_layers, t))
-    preds = np.empty((n_layers, n, t), dtype=np.float32)
     layer_rdms = []
     for li, name in enumerate(layers):
         s = summaries[name]
@@ -230,8 +279,8 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
             pred[test] = m.predict(s.gram[np.ix_(test, train)])
             alpha_all[f, li] = m.alpha_
             inner_r[f, li] = pearson_columns(m.loo_predictions_, y[train])
-        r_all[li] = pearson_columns(pred, y)
-        preds[li] = pred
+            r_folds[f, li] = pearson_columns(pred[test], y[test])
+        r_all[li] = np.mean(r_folds[:, li], axis=0)
         layer_rdms.append(rdm_from_gram(s.gram, s.rowsum, s.n_features))
 
     rows = []
@@ -261,26 +310,22 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
             log.warning("%s: no reliable neuroids in %s; area skipped", model_id, area)
             continue
         # ---- ridge, every layer
-        medians = []
+        per_layer: dict[str, list] = {}
         for li, name in enumerate(layers):
             for metric, v in metrics(r_all[li]).items():
                 st = bootstrap_median(v[sel], config.n_bootstrap, seed)
                 add(name, li, area, metric, "layer", st, n_area, n_rel)
-                if metric == "ridge_r_corrected":
-                    medians.append(st[0])
-        best_in = int(np.nanargmax(medians))
-        for metric, v in metrics(r_all[best_in]).items():
+                per_layer.setdefault(metric, []).append(st)
+        for metric, stats_list in per_layer.items():
+            best_in = int(np.nanargmax([st[0] for st in stats_list]))
             add(layers[best_in], best_in, area, metric, "in_sample_max",
-                bootstrap_median(v[sel], config.n_bootstrap, seed), n_area, n_rel)
+                stats_list[best_in], n_area, n_rel)
         # ---- ridge, nested best layer
         chosen = []
-        pred = np.empty((n, int(sel.sum())))
-        for f, test in enumerate(folds):
-            li = int(np.nanargmax(np.nanmedian(inner_r[f][:, sel], axis=1)))
-            chosen.append(li)
-            pred[test] = preds[li][test][:, sel]
-        r_nested = pearson_columns(pred, y[:, sel])
-        r_heldout[sel] = r_nested
+        for f in range(len(folds)):
+            chosen.append(int(np.nanargmax(np.nanmedian(inner_r[f][:, sel], axis=1))))
+        r_heldout[sel] = np.mean([r_folds[f, li][sel] for f, li in enumerate(chosen)],
+                                 axis=0)
         mode = max(set(chosen), key=chosen.count)
         for metric, v in metrics(np.where(sel, r_heldout, np.nan)).items():
             add(layers[mode], mode, area, metric, "best_heldout",
@@ -288,7 +333,8 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
 
         # ---- RSA: area RDM from reliable neuroids; bootstrap over neuroids
         area_rdm, ceiling, boot = _area_rsa_reference(
-            values[:, :, sel], y[:, sel], seed, min(config.n_bootstrap, 200))
+            values[:, :, sel], y[:, sel], seed, config.n_bootstrap,
+            config.rsa_comparison)
         rsa_vals = []
         for li, name in enumerate(layers):
             ref = layer_rdms[li]
@@ -297,7 +343,9 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 continue
             value = compare_rdms(area_rdm, ref, config.rsa_comparison)
             rsa_vals.append(value)
-            bs = _rank_pearson_rows(boot, rankdata(upper(ref)))
+            ref_u = upper(ref)
+            bs = _rank_pearson_rows(
+                boot, rankdata(ref_u) if config.rsa_comparison == "spearman" else ref_u)
             lo, hi = np.nanquantile(bs, [0.025, 0.975])
             add(name, li, area, "rsa", "layer", (value, lo, hi), n_area, n_rel)
             c = np.sqrt(ceiling) if ceiling > 0 else np.nan
@@ -326,14 +374,17 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                                          layer_rdms[li][np.ix_(test, test)],
                                          config.rsa_comparison))
             mode = max(set(chosen), key=chosen.count)
+            # mean over folds of the RSA on each fold's test stimuli only (about
+            # n / n_folds stimuli): not comparable to the all-stimuli rows, and
+            # without an interval (NaN).
             add(layers[mode], mode, area, "rsa", "best_heldout",
-                (float(np.nanmean(held)), float(np.nanmin(held)),
-                 float(np.nanmax(held))), n_area, n_rel)
+                (float(np.nanmean(held)), np.nan, np.nan), n_area, n_rel)
 
     table = pd.DataFrame(rows)
     per_neuroid = xr.Dataset(
         {
             "ridge_r": (("layer", "neuroid"), r_all),
+            "ridge_r_folds": (("fold", "layer", "neuroid"), r_folds),
             "ridge_alpha": (("fold", "layer", "neuroid"), alpha_all),
             "ridge_inner_r": (("fold", "layer", "neuroid"), inner_r),
             "ridge_r_heldout": (("neuroid",), r_heldout),
