@@ -196,7 +196,9 @@ def _torchvision(spec: ModelSpec) -> tuple[nn.Module, Preprocessing, str]:
     enum = torchvision.models.get_model_weights(spec.arch)
     names = [w.name for w in enum]
     ref_name = "IMAGENET1K_V1" if "IMAGENET1K_V1" in names else names[0]
-    ref = enum[ref_name]
+    # Preprocessing follows the weights asked for; random and file weights
+    # take the architecture's first ImageNet weights' pipeline.
+    ref = enum[spec.weights] if spec.weights in names else enum[ref_name]
     t = ref.transforms()
     prep = Preprocessing(
         resize_size=int(t.resize_size[0]),
@@ -207,7 +209,12 @@ def _torchvision(spec: ModelSpec) -> tuple[nn.Module, Preprocessing, str]:
                        InterpolationMode.BICUBIC: "bicubic"}.get(t.interpolation,
                                                                  "bilinear"),
     )
-    module = torchvision.models.get_model(spec.arch, weights=None)
+    kwargs = {}
+    if spec.weights != "random" and spec.arch in ("googlenet", "inception_v3"):
+        # torchvision's builders switch this on with trained weights: the
+        # weights expect its re-normalisation of the input.
+        kwargs = {"transform_input": True, "aux_logits": True, "init_weights": False}
+    module = torchvision.models.get_model(spec.arch, weights=None, **kwargs)
     if spec.weights == "random":
         return module, prep, "random init"
     if spec.weights == "file":
