@@ -1,0 +1,48 @@
+"""One array backend for CPU and GPU: torch, float32 or float64 by choice.
+
+The mapping methods take ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+``"auto"``) and ``dtype`` (``"float64"`` or ``"float32"``). Small n x n
+factorisations (centring, eigendecompositions) always run in float64; the
+chosen dtype applies to the products with the targets, which carry the cost
+when neuroids far outnumber stimuli.
+
+Stated tolerance: on the same inputs, float32 and float64 per-neuroid scores
+(Pearson r of out-of-fold predictions) agree within ``FLOAT32_R_TOL``, and CPU
+and GPU agree within the tolerance of the dtype used (float64: 1e-8).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neurozoo.errors import NeurozooError
+
+__all__ = ["DTYPES", "FLOAT32_R_TOL", "resolve_dtype", "as_tensor", "to_numpy"]
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: Largest difference in a per-neuroid r between float32 and float64 runs.
+FLOAT32_R_TOL = 1e-3
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float64"``/``"float32"`` (or the torch dtype) -> torch dtype."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if dtype not in DTYPES:
+        raise NeurozooError(
+            f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})"
+        )
+    return DTYPES[dtype]
+
+
+def as_tensor(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An array or tensor as a torch tensor of ``dtype`` on ``device``."""
+    if isinstance(a, torch.Tensor):
+        return a.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a float64 numpy array on the CPU."""
+    return t.detach().to("cpu", torch.float64).numpy()
