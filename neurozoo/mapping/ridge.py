@@ -147,7 +147,8 @@ class KernelRidgeCV:
         gram = np.asarray(gram, dtype=np.float64)
         n = gram.shape[0] if gram.ndim == 2 else -1
         if gram.ndim != 2 or gram.shape != (n, n):
-            raise NeurozooError(f"ridge: Gram matrix has shape {gram.shape}, not square")
+            raise NeurozooError(
+                f"ridge: Gram matrix has shape {gram.shape}, not square")
         y = _check_targets(y, n, "ridge")
         check_gram(gram, "ridge")
         dev = resolve_device(self.device)
