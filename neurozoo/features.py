@@ -53,6 +53,7 @@ __all__ = [
     "resolve_device",
     "preprocess_stimuli",
     "gram_from_features",
+    "gram_rowsum_from_features",
     "extract_summaries",
     "summary_key",
     "EXTRACTION_VERSION",
@@ -248,6 +249,33 @@ def gram_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 28) -> torch.Ten
     return (gram + gram.T) / 2
 
 
+def gram_rowsum_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 28
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X X^T`` and ``X 1`` in float64 in one pass over column chunks.
+
+    Each chunk is converted to float64 once and serves both sums; no float64
+    copy of the whole ``X`` is made.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, p)
+
+    Returns
+    -------
+    gram : Tensor, shape (n, n), float64
+    rowsum : Tensor, shape (n,), float64
+    """
+    n, p = x.shape
+    step = max(1, chunk_bytes // (8 * max(n, 1)))
+    gram = torch.zeros((n, n), dtype=torch.float64, device=x.device)
+    rowsum = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for start in range(0, p, step):
+        block = x[:, start: start + step].to(torch.float64)
+        gram.addmm_(block, block.T)
+        rowsum += block.sum(dim=1)
+    return (gram + gram.T) / 2, rowsum
+
+
 class _Stop(Exception):
     pass
 
@@ -383,8 +411,8 @@ def extract_summaries(
                 h.remove()
         for nm in names:
             x = buffers.pop(nm)
-            gram = gram_from_features(x).cpu().numpy()
-            rowsum = x.to(torch.float64).sum(dim=1).cpu().numpy()
+            gram_t, rowsum_t = gram_rowsum_from_features(x)
+            gram, rowsum = gram_t.cpu().numpy(), rowsum_t.cpu().numpy()
             shape = next(s for t, s in todo if t == nm)
             idx = default_names.index(nm) if nm in default_names else -1
             summary = LayerSummary(
