@@ -244,8 +244,14 @@ def _extract_worker(model_id: str, budget: float, batch: int, bare: bool) -> dic
     out["n_features_total"] = int(sum(s.n_features for s in summaries.values()))
     if bare:
         out["bare_forward_s"].append(forward())
-        out["ratio_extract_to_bare"] = out["extract_s"] / float(
-            np.mean(out["bare_forward_s"]))
+        bare_s = float(np.mean(out["bare_forward_s"]))
+        out["ratio_extract_to_bare"] = out["extract_s"] / bare_s
+        t0 = time.perf_counter()
+        preprocess_stimuli(stimuli, loaded.preprocessing)
+        prep = time.perf_counter() - t0
+        out["preprocess_s"] = prep
+        out["ratio_extract_to_bare_without_preprocessing"] = (
+            (out["extract_s"] - prep) / (bare_s - prep))
     return out
 
 
