@@ -100,7 +100,8 @@ class SparseProjector:
         rows, cols, vals = sparse_projection(p, k, seed)
         idx = torch.from_numpy(np.stack([cols, rows]))
         self._rt = torch.sparse_coo_tensor(idx, torch.from_numpy(vals), (k, p),
-                                           device=device).coalesce()
+                                           device=device,
+                                           check_invariants=True).coalesce()
 
     def dense(self) -> np.ndarray:
         """``R`` as a dense array, shape (p, k) (for tests and small p)."""
