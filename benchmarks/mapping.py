@@ -109,119 +109,154 @@ def machine() -> dict:
 
 
 # --------------------------------------------------------------------- workers
-def _ridge_worker(method: str, work: Path, layer: str) -> dict:
+def _method(method: str, work: Path, layer: str, y: np.ndarray, folds: list,
+            grids: np.ndarray, extra: dict):
+    """The inputs of ``method`` (loaded now) and a function running it."""
+    n = y.shape[0]
+    splits = [(np.setdiff1d(np.arange(n), test), test) for test in folds]
+    if method.startswith("neurozoo_cached") or method == "neurozoo_pls":
+        gram = np.load(work / f"gram_{layer}.npy")
+        if method == "neurozoo_pls":
+            from neurozoo.mapping import cross_validated_pls
+            return lambda: cross_validated_pls(gram, y, folds,
+                                               n_components=25).predictions
+        from neurozoo.mapping import KernelRidgeCV
+        dtype = "float32" if method.endswith("f32") else "float64"
+
+        def run():
+            pred = np.empty_like(y)
+            for f, (train, test) in enumerate(splits):
+                m = KernelRidgeCV(alphas=grids[f], dtype=dtype)
+                m.fit(gram[np.ix_(train, train)], y[train])
+                pred[test] = m.predict(gram[np.ix_(test, train)])
+            return pred
+        return run
+    x32 = np.load(work / f"x_{layer}.npy")
+    if method == "neurozoo_scratch":
+        import torch
+
+        from neurozoo.features import gram_rowsum_from_features
+        from neurozoo.mapping import KernelRidgeCV
+
+        def run():
+            gram = gram_rowsum_from_features(torch.from_numpy(x32))[0].numpy()
+            pred = np.empty_like(y)
+            for f, (train, test) in enumerate(splits):
+                m = KernelRidgeCV(alphas=grids[f])
+                m.fit(gram[np.ix_(train, train)], y[train])
+                pred[test] = m.predict(gram[np.ix_(test, train)])
+            return pred
+        return run
+    if method == "sklearn_ridgecv":
+        from sklearn.linear_model import RidgeCV
+
+        def run():
+            x = x32.astype(np.float64)
+            pred = np.empty_like(y)
+            for f, (train, test) in enumerate(splits):
+                m = RidgeCV(alphas=grids[f], alpha_per_target=True)
+                pred[test] = m.fit(x[train], y[train]).predict(x[test])
+            return pred
+        return run
+    if method == "rp_ridgecv":
+        from sklearn.linear_model import RidgeCV
+        from sklearn.random_projection import (
+            SparseRandomProjection,
+            johnson_lindenstrauss_min_dim,
+        )
+
+        from neurozoo.mapping import alpha_grid, center_gram
+        k = int(johnson_lindenstrauss_min_dim(n, eps=0.1))
+        extra["n_components"] = k
+
+        def run():
+            x = x32.astype(np.float64)
+            if k < x.shape[1]:
+                x = SparseRandomProjection(n_components=k, random_state=0) \
+                    .fit_transform(x)
+            else:
+                extra["note"] = "layer narrower than the JL dimension: not projected"
+            pred = np.empty_like(y)
+            for train, test in splits:
+                xt = x[train]
+                grid = alpha_grid(center_gram(xt @ xt.T))
+                m = RidgeCV(alphas=grid, alpha_per_target=True)
+                pred[test] = m.fit(xt, y[train]).predict(x[test])
+            return pred
+        return run
+    if method.startswith("himalaya"):
+        from himalaya.backend import set_backend
+        from himalaya.kernel_ridge import KernelRidgeCV as HKRCV
+        backend = set_backend("numpy" if method.endswith("numpy") else "torch")
+
+        def run():
+            x = x32.astype(np.float64)
+            pred = np.empty_like(y)
+            for f, (train, test) in enumerate(splits):
+                m = HKRCV(alphas=grids[f], kernel="linear", cv=5, fit_intercept=True)
+                m.fit(x[train], y[train])
+                pred[test] = np.asarray(backend.to_numpy(m.predict(x[test])))
+            return pred
+        return run
+    if method == "sklearn_pls":
+        import warnings
+
+        from sklearn.cross_decomposition import PLSRegression
+
+        def run():
+            x = x32.astype(np.float64)
+            pred = np.empty_like(y)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for train, test in splits:
+                    m = PLSRegression(n_components=25, scale=False)
+                    pred[test] = m.fit(x[train], y[train]).predict(x[test])
+            extra["warnings"] = len(caught)
+            return pred
+        return run
+    raise SystemExit(f"unknown method {method}")
+
+
+def _ridge_worker(method: str, work: Path, layer: str, repeat: int) -> dict:
+    """Time ``method`` on ``layer``: up to ``repeat`` runs while a run takes
+    under a minute; the reported wall time is the fastest run."""
     from neurozoo.scoring import pearson_columns
 
     y = np.load(work / "y.npy")
     folds = [np.load(work / f"fold{f}.npy") for f in range(5)]
     grids = np.load(work / f"alphas_{layer}.npy")
-    n, t = y.shape
-    pred = np.empty_like(y)
     extra: dict = {}
-    if method.startswith("neurozoo_cached") or method == "neurozoo_pls":
-        gram = np.load(work / f"gram_{layer}.npy")
-        inputs = _maxrss_mb(reset=True)
+    run = _method(method, work, layer, y, folds, grids, extra)
+    inputs = _maxrss_mb(reset=True)
+    walls = []
+    for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
-        if method == "neurozoo_pls":
-            from neurozoo.mapping import cross_validated_pls
-            pred = cross_validated_pls(gram, y, folds, n_components=25).predictions
-        else:
-            from neurozoo.mapping import KernelRidgeCV
-            dtype = "float32" if method.endswith("f32") else "float64"
-            for f, test in enumerate(folds):
-                train = np.setdiff1d(np.arange(n), test)
-                m = KernelRidgeCV(alphas=grids[f], dtype=dtype)
-                m.fit(gram[np.ix_(train, train)], y[train])
-                pred[test] = m.predict(gram[np.ix_(test, train)])
-        wall = time.perf_counter() - t0
-    else:
-        x32 = np.load(work / f"x_{layer}.npy")
-        inputs = _maxrss_mb(reset=True)
-        t0 = time.perf_counter()
-        if method == "neurozoo_scratch":
-            import torch
-
-            from neurozoo.features import gram_from_features
-            from neurozoo.mapping import KernelRidgeCV
-            gram = gram_from_features(torch.from_numpy(x32)).numpy()
-            for f, test in enumerate(folds):
-                train = np.setdiff1d(np.arange(n), test)
-                m = KernelRidgeCV(alphas=grids[f])
-                m.fit(gram[np.ix_(train, train)], y[train])
-                pred[test] = m.predict(gram[np.ix_(test, train)])
-        elif method == "sklearn_ridgecv":
-            from sklearn.linear_model import RidgeCV
-            x = x32.astype(np.float64)
-            for f, test in enumerate(folds):
-                train = np.setdiff1d(np.arange(n), test)
-                m = RidgeCV(alphas=grids[f], alpha_per_target=True)
-                pred[test] = m.fit(x[train], y[train]).predict(x[test])
-        elif method == "rp_ridgecv":
-            from sklearn.linear_model import RidgeCV
-            from sklearn.random_projection import (
-                SparseRandomProjection,
-                johnson_lindenstrauss_min_dim,
-            )
-
-            from neurozoo.mapping import alpha_grid, center_gram
-            k = int(johnson_lindenstrauss_min_dim(n, eps=0.1))
-            extra["n_components"] = k
-            x = x32.astype(np.float64)
-            if k < x.shape[1]:
-                z = SparseRandomProjection(n_components=k, random_state=0)
-                x = z.fit_transform(x)
-            else:
-                extra["note"] = "layer narrower than the JL dimension: not projected"
-            for _, test in enumerate(folds):
-                train = np.setdiff1d(np.arange(n), test)
-                xt = x[train]
-                grid = alpha_grid(center_gram(xt @ xt.T))
-                m = RidgeCV(alphas=grid, alpha_per_target=True)
-                pred[test] = m.fit(xt, y[train]).predict(x[test])
-        elif method.startswith("himalaya"):
-            from himalaya.backend import set_backend
-            from himalaya.kernel_ridge import KernelRidgeCV as HKRCV
-            backend = set_backend("numpy" if method.endswith("numpy") else "torch")
-            x = x32.astype(np.float64)
-            for f, test in enumerate(folds):
-                train = np.setdiff1d(np.arange(n), test)
-                m = HKRCV(alphas=grids[f], kernel="linear", cv=5, fit_intercept=True)
-                m.fit(x[train], y[train])
-                pred[test] = np.asarray(backend.to_numpy(m.predict(x[test])))
-        elif method == "sklearn_pls":
-            import warnings
-
-            from sklearn.cross_decomposition import PLSRegression
-            x = x32.astype(np.float64)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                for test in folds:
-                    train = np.setdiff1d(np.arange(n), test)
-                    m = PLSRegression(n_components=25, scale=False)
-                    pred[test] = m.fit(x[train], y[train]).predict(x[test])
-            extra["warnings"] = len(caught)
-        else:
-            raise SystemExit(f"unknown method {method}")
-        wall = time.perf_counter() - t0
+        pred = run()
+        walls.append(time.perf_counter() - t0)
+        if walls[-1] > 60:
+            break
     peak = _maxrss_mb()
     np.save(work / f"r_{method}_{layer}.npy", pearson_columns(pred, y))
-    return {"wall_s": wall, "peak_rss_mb": peak, "peak_rss_growth_mb": peak - inputs,
-            **extra}
+    return {"wall_s": min(walls), "wall_all_s": walls, "peak_rss_mb": peak,
+            "peak_rss_growth_mb": peak - inputs, **extra}
 
 
-def _extract_worker(model_id: str, budget: float, batch: int, bare: bool) -> dict:
+def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict:
+    """``mode``: "extract" (time and peak memory of extract_summaries on every
+    default layer), "bare" (bare forward passes only) or "both" (bare,
+    extraction, bare, in this process)."""
     import torch
 
-    from neurozoo.data import load_bundled
+    from neurozoo.data.bundled import default_bundle_path
+    from neurozoo.data.stimuli import load_stimulus_set
     from neurozoo.features import extract_summaries, preprocess_stimuli
     from neurozoo.models import load_model
 
-    _, stimuli = load_bundled()
+    stimuli = load_stimulus_set(default_bundle_path() / "stimuli")
     loaded = load_model(model_id)
     module = loaded.module.eval()
-    out: dict = {"model": model_id, "memory_budget": budget, "batch_size": batch}
-    with torch.inference_mode():
-        module(preprocess_stimuli(stimuli, loaded.preprocessing)[:2])  # warm-up
+    out: dict = {"model": model_id, "memory_budget": budget, "batch_size": batch,
+                 "n_stimuli": len(stimuli), "mode": mode}
 
     def forward() -> float:
         t0 = time.perf_counter()
@@ -231,28 +266,36 @@ def _extract_worker(model_id: str, budget: float, batch: int, bare: bool) -> dic
                 module(images[lo: lo + batch])
         return time.perf_counter() - t0
 
-    if bare:
+    if mode in ("bare", "both"):
+        with torch.inference_mode():
+            module(preprocess_stimuli(stimuli.subset(stimuli.stimulus_ids[:2]),
+                                      loaded.preprocessing))  # warm-up
         out["bare_forward_s"] = [forward()]
-    base = _maxrss_mb()
-    t0 = time.perf_counter()
-    summaries = extract_summaries(loaded, stimuli, batch_size=batch, device="cpu",
-                                  memory_budget=budget, progress=False)
-    out["extract_s"] = time.perf_counter() - t0
-    out["peak_rss_mb"] = _maxrss_mb()
-    out["rss_before_extract_mb"] = base
-    out["n_layers"] = len(summaries)
-    out["n_features_total"] = int(sum(s.n_features for s in summaries.values()))
-    if bare:
+    if mode in ("extract", "both"):
+        out["rss_before_extract_mb"] = _maxrss_mb()
+        t0 = time.perf_counter()
+        summaries = extract_summaries(loaded, stimuli, batch_size=batch, device="cpu",
+                                      memory_budget=budget, progress=False)
+        out["extract_s"] = time.perf_counter() - t0
+        out["peak_rss_mb"] = _maxrss_mb()
+        out["n_layers"] = len(summaries)
+        out["n_features_total"] = int(sum(s.n_features for s in summaries.values()))
+    if mode in ("bare", "both"):
         out["bare_forward_s"].append(forward())
-        bare_s = float(np.mean(out["bare_forward_s"]))
-        out["ratio_extract_to_bare"] = out["extract_s"] / bare_s
         t0 = time.perf_counter()
         preprocess_stimuli(stimuli, loaded.preprocessing)
-        prep = time.perf_counter() - t0
-        out["preprocess_s"] = prep
-        out["ratio_extract_to_bare_without_preprocessing"] = (
-            (out["extract_s"] - prep) / (bare_s - prep))
+        out["preprocess_s"] = time.perf_counter() - t0
+    if mode == "both":
+        _ratios(out)
     return out
+
+
+def _ratios(out: dict) -> None:
+    bare_s = float(np.mean(out["bare_forward_s"]))
+    prep = out["preprocess_s"]
+    out["ratio_extract_to_bare"] = out["extract_s"] / bare_s
+    out["ratio_extract_to_bare_without_preprocessing"] = (
+        (out["extract_s"] - prep) / (bare_s - prep))
 
 
 def _run_worker(args: list[str], timeout: float) -> dict:
@@ -325,9 +368,13 @@ def main() -> None:
                     default="features.2,features.7,features.12,classifier.2")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--vgg", default="torchvision:vgg16@random:0")
-    ap.add_argument("--vgg-budget", type=float, default=1.5 * 2**30)
+    ap.add_argument("--vgg-budget", type=float, default=2**30)
     ap.add_argument("--vgg-batch", type=int, default=8)
     ap.add_argument("--skip-vgg", action="store_true")
+    ap.add_argument("--vgg-from", help="copy the VGG-16 result of an earlier JSON "
+                    "(labelled as such) instead of measuring it again")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per method while one takes under 60 s (fastest kept)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mapping.json"))
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -335,10 +382,11 @@ def main() -> None:
     if args.worker:
         kind = args.worker[0]
         if kind == "ridge":
-            res = _ridge_worker(args.worker[1], Path(args.worker[2]), args.worker[3])
+            res = _ridge_worker(args.worker[1], Path(args.worker[2]), args.worker[3],
+                                int(args.worker[4]))
         else:
             res = _extract_worker(args.worker[1], float(args.worker[2]),
-                                  int(args.worker[3]), args.worker[4] == "1")
+                                  int(args.worker[3]), args.worker[4])
         print("RESULT " + json.dumps(res))
         return
 
@@ -361,7 +409,8 @@ def main() -> None:
         for layer in layers:
             runs[layer] = {}
             for method in methods:
-                res = _run_worker(["ridge", method, str(work), layer], args.timeout)
+                res = _run_worker(["ridge", method, str(work), layer,
+                                   str(args.repeat)], args.timeout)
                 rfile = work / f"r_{method}_{layer}.npy"
                 if rfile.is_file():
                     r = np.load(rfile)
@@ -390,12 +439,25 @@ def main() -> None:
         result["runs"] = runs
     print("extraction vs bare forward pass ...", flush=True)
     result["extraction"] = _run_worker(
-        ["extract", args.model, str(2 * 2**30), "32", "1"], args.timeout)
-    if not args.skip_vgg:
+        ["extract", args.model, str(2 * 2**30), "32", "both"], args.timeout)
+    if args.vgg_from:
+        earlier = json.loads(Path(args.vgg_from).read_text())
+        result["vgg16_all_layers"] = {**earlier["vgg16_all_layers"],
+                                      "from_earlier_run": str(args.vgg_from)}
+    elif not args.skip_vgg:
         print("VGG-16, every default layer ...", flush=True)
-        result["vgg16_all_layers"] = _run_worker(
-            ["extract", args.vgg, str(args.vgg_budget), str(args.vgg_batch), "1"],
+        vgg = _run_worker(
+            ["extract", args.vgg, str(args.vgg_budget), str(args.vgg_batch), "extract"],
             3 * args.timeout)
+        bare = _run_worker(
+            ["extract", args.vgg, str(args.vgg_budget), str(args.vgg_batch), "bare"],
+            3 * args.timeout)
+        if "extract_s" in vgg and "bare_forward_s" in bare:
+            vgg.update(bare_forward_s=bare["bare_forward_s"],
+                       preprocess_s=bare["preprocess_s"],
+                       note="extraction and bare forward in separate subprocesses")
+            _ratios(vgg)
+        result["vgg16_all_layers"] = vgg
     result["machine"]["load_average_end"] = os.getloadavg()
     result["summary"] = summarise(result)
     from neurozoo.io import write_json

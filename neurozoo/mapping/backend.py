@@ -13,12 +13,15 @@ and GPU agree within the tolerance of the dtype used (float64: 1e-8).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 from neurozoo.errors import NeurozooError
 
-__all__ = ["DTYPES", "FLOAT32_R_TOL", "resolve_dtype", "as_tensor", "to_numpy"]
+__all__ = ["DTYPES", "FLOAT32_R_TOL", "resolve_dtype", "as_tensor", "to_numpy",
+           "small_problem_threads"]
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: Largest difference in a per-neuroid r between float32 and float64 runs.
@@ -46,3 +49,31 @@ def as_tensor(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A tensor as a float64 numpy array on the CPU."""
     return t.detach().to("cpu", torch.float64).numpy()
+
+
+@contextmanager
+def small_problem_threads(device: torch.device):
+    """One BLAS/LAPACK and torch thread for n x n work on the CPU.
+
+    Multithreaded OpenBLAS on small matrices (n ~ 100) can be a hundred times
+    slower than one thread when the cores are shared (threads spin waiting
+    for each other). Uses ``threadpoolctl`` when installed; restores the torch
+    thread count afterwards. Does nothing for other devices.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional
+        threadpool_limits = None
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if threadpool_limits is None:
+            yield
+        else:
+            with threadpool_limits(limits=1):
+                yield
+    finally:
+        torch.set_num_threads(before)

@@ -44,6 +44,15 @@ __all__ = ["KernelPLS", "cross_validated_pls"]
 log = logging.getLogger(__name__)
 
 
+def _eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric eigendecomposition; through numpy's LAPACK on the CPU (faster
+    than torch for small matrices), torch elsewhere."""
+    if a.device.type == "cpu":
+        lam, vec = np.linalg.eigh(a.numpy())
+        return torch.from_numpy(lam), torch.from_numpy(vec)
+    return torch.linalg.eigh(a)
+
+
 class KernelPLS:
     """PLS regression (PLS2, NIPALS-equivalent, no scaling) from a Gram matrix.
 
@@ -85,7 +94,12 @@ class KernelPLS:
         y : ndarray, shape (n_train, n_targets)
         """
         from neurozoo.features import check_gram, resolve_device
-        from neurozoo.mapping.backend import as_tensor, resolve_dtype, to_numpy
+        from neurozoo.mapping.backend import (
+            as_tensor,
+            resolve_dtype,
+            small_problem_threads,
+            to_numpy,
+        )
 
         gram = np.asarray(gram, dtype=np.float64)
         if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
@@ -107,22 +121,23 @@ class KernelPLS:
         d = torch.eye(n, dtype=f64, device=dev)
         scale = max(float(torch.trace(k0)), 1e-300)
         scores, dirs = [], []
-        for k in range(int(self.n_components)):
-            kk = d @ k0 @ d
-            sk = d @ s0 @ d
-            ev, vec = torch.linalg.eigh((kk + kk.T) / 2)
-            root = (vec * torch.sqrt(torch.clamp(ev, min=0.0))) @ vec.T
-            b = root @ sk @ root
-            _, v = torch.linalg.eigh((b + b.T) / 2)
-            t = root @ v[:, -1]
-            if float(t @ kk @ t) <= 1e-12 * scale * float(t @ t) or \
-                    float(torch.linalg.norm(t)) == 0.0:
-                log.info("pls: rank exhausted after %d components", k)
-                break
-            t = t / torch.linalg.norm(t)
-            scores.append(t)
-            dirs.append(sk @ t)
-            d = d - torch.outer(t, t)
+        with small_problem_threads(dev):
+            for k in range(int(self.n_components)):
+                kk = d @ k0 @ d
+                sk = d @ s0 @ d
+                ev, vec = _eigh((kk + kk.T) / 2)
+                root = (vec * torch.sqrt(torch.clamp(ev, min=0.0))) @ vec.T
+                b = root @ sk @ root
+                _, v = _eigh((b + b.T) / 2)
+                t = root @ v[:, -1]
+                if float(t @ kk @ t) <= 1e-12 * scale * float(t @ t) or \
+                        float(torch.linalg.norm(t)) == 0.0:
+                    log.info("pls: rank exhausted after %d components", k)
+                    break
+                t = t / torch.linalg.norm(t)
+                scores.append(t)
+                dirs.append(sk @ t)
+                d = d - torch.outer(t, t)
         if not scores:
             raise NeurozooError("pls: the centred Gram matrix is zero; nothing to fit")
         tm = torch.stack(scores, dim=1)  # (n, c)

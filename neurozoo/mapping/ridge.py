@@ -142,7 +142,12 @@ class KernelRidgeCV:
         y : ndarray, shape (n_train, n_targets)
         """
         from neurozoo.features import check_gram, resolve_device
-        from neurozoo.mapping.backend import as_tensor, resolve_dtype, to_numpy
+        from neurozoo.mapping.backend import (
+            as_tensor,
+            resolve_dtype,
+            small_problem_threads,
+            to_numpy,
+        )
 
         gram = np.asarray(gram, dtype=np.float64)
         n = gram.shape[0] if gram.ndim == 2 else -1
@@ -163,7 +168,8 @@ class KernelRidgeCV:
         # it can be identified and left unpenalised.
         lift = float(np.trace(kc)) + 1.0
         if dev.type == "cpu":  # LAPACK through numpy: faster for small n
-            lam_np, q_np = np.linalg.eigh(kc + lift / n)
+            with small_problem_threads(dev):
+                lam_np, q_np = np.linalg.eigh(kc + lift / n)
             lam, q = torch.from_numpy(lam_np), torch.from_numpy(q_np)
         else:
             lam, q = torch.linalg.eigh(as_tensor(kc + lift / n, torch.float64, dev))
