@@ -7,8 +7,13 @@ chosen dtype applies to the products with the targets, which carry the cost
 when neuroids far outnumber stimuli.
 
 Stated tolerance: on the same inputs, float32 and float64 per-neuroid scores
-(Pearson r of out-of-fold predictions) agree within ``FLOAT32_R_TOL``, and CPU
-and GPU agree within the tolerance of the dtype used (float64: 1e-8).
+(Pearson r of out-of-fold predictions) agree within ``FLOAT32_R_TOL`` (2e-2).
+Most neuroids agree exactly to six decimals; the largest differences come from
+a penalty choice that flips between neighbouring grid values where the
+leave-one-out errors nearly tie (measured on AlexNet layers and the bundled
+neuroids: max 1.1e-2, median below 1e-6; benchmarks/results/mapping.json).
+Use float64 (the default) where 1e-6 agreement with scikit-learn matters.
+CPU and GPU agree within the tolerance of the dtype used (float64: 1e-8).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ __all__ = ["DTYPES", "FLOAT32_R_TOL", "resolve_dtype", "as_tensor", "to_numpy",
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: Largest difference in a per-neuroid r between float32 and float64 runs.
-FLOAT32_R_TOL = 1e-3
+FLOAT32_R_TOL = 2e-2
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
