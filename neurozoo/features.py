@@ -53,7 +53,12 @@ __all__ = [
     "resolve_device",
     "preprocess_stimuli",
     "gram_from_features",
+    "gram_rowsum_from_features",
     "extract_summaries",
+    "LayerProjection",
+    "extract_projections",
+    "extract_auto",
+    "MAX_GRAM_STIMULI",
     "summary_key",
     "EXTRACTION_VERSION",
 ]
@@ -248,6 +253,33 @@ def gram_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 28) -> torch.Ten
     return (gram + gram.T) / 2
 
 
+def gram_rowsum_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 28
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X X^T`` and ``X 1`` in float64 in one pass over column chunks.
+
+    Each chunk is converted to float64 once and serves both sums; no float64
+    copy of the whole ``X`` is made.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, p)
+
+    Returns
+    -------
+    gram : Tensor, shape (n, n), float64
+    rowsum : Tensor, shape (n,), float64
+    """
+    n, p = x.shape
+    step = max(1, chunk_bytes // (8 * max(n, 1)))
+    gram = torch.zeros((n, n), dtype=torch.float64, device=x.device)
+    rowsum = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for start in range(0, p, step):
+        block = x[:, start: start + step].to(torch.float64)
+        gram.addmm_(block, block.T)
+        rowsum += block.sum(dim=1)
+    return (gram + gram.T) / 2, rowsum
+
+
 class _Stop(Exception):
     pass
 
@@ -399,8 +431,8 @@ def extract_summaries(
                 h.remove()
         for nm in names:
             x = buffers.pop(nm)
-            gram = gram_from_features(x).cpu().numpy()
-            rowsum = x.to(torch.float64).sum(dim=1).cpu().numpy()
+            gram_t, rowsum_t = gram_rowsum_from_features(x)
+            gram, rowsum = gram_t.cpu().numpy(), rowsum_t.cpu().numpy()
             shape = next(s for t, s in todo if t == nm)
             idx = default_names.index(nm) if nm in default_names else -1
             summary = LayerSummary(
@@ -419,3 +451,165 @@ def extract_summaries(
                 })
     module.to("cpu")
     return {name: results[name] for name, _ in chosen}
+
+
+# ------------------------------------------------------------------ primal path
+@dataclass
+class LayerProjection:
+    """A layer's output, randomly projected while the network runs.
+
+    Attributes
+    ----------
+    layer : str
+    z : ndarray, shape (n_stimuli, k), float64
+        ``X R`` for the sparse random matrix ``R`` of
+        :class:`neurozoo.mapping.primal.SparseProjector` (or ``X`` itself when
+        the layer has no more than ``k`` features).
+    n_features : int
+        ``p`` of the unprojected layer.
+    shape : tuple of int
+    index : int
+    relative_depth : float
+    seed : int
+        Seed of ``R``; -1 when the layer was not projected.
+    """
+
+    layer: str
+    z: np.ndarray
+    n_features: int
+    shape: tuple
+    index: int
+    relative_depth: float
+    seed: int
+
+
+def extract_projections(
+    loaded,
+    stimuli: StimulusSet,
+    layers: list[str] | None = None,
+    n_components: int | None = None,
+    eps: float = 0.1,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, LayerProjection]:
+    """Sparse random projections of layers, streamed in one forward pass.
+
+    Memory per layer is ``n x k`` (plus the sparse ``R``), whatever ``p``.
+
+    Parameters
+    ----------
+    loaded : neurozoo.models.LoadedModel
+    stimuli : StimulusSet
+    layers : list of str, optional
+        Default: :func:`default_layers`.
+    n_components : int, optional
+        ``k``; default: the Johnson-Lindenstrauss dimension for ``eps``.
+    eps : float
+    seed : int
+        Seed of the projection matrices (the same ``R`` for a given ``p``).
+    batch_size : int
+    device : str, optional
+    progress : bool
+
+    Returns
+    -------
+    dict of layer name -> LayerProjection, in execution order
+    """
+    from neurozoo.mapping.primal import SparseProjector, jl_dimension
+
+    dev = resolve_device(device)
+    module = loaded.module.to(dev)
+    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    n = images.shape[0]
+    k = int(n_components) if n_components is not None else jl_dimension(n, eps)
+    all_default = default_layers(module, images[:1].to(dev))
+    default_names = [name for name, _ in all_default]
+    if layers is None:
+        chosen = all_default
+    else:
+        probed = _probe(module, list(layers), images[:1].to(dev))
+        bad = [nm for nm in layers if nm not in probed or probed[nm]["calls"] != 1
+               or probed[nm]["shape"] is None]
+        if bad:
+            raise NeurozooError(
+                f"layers {bad} of {loaded.spec.model_id} never run, run more than "
+                "once or return no tensor: choose others")
+        chosen = sorted(((nm, probed[nm]["shape"]) for nm in layers),
+                        key=lambda t: probed[t[0]]["order"])
+    sizes = {nm: int(np.prod(shape)) for nm, shape in chosen}
+    projectors = {nm: SparseProjector(p, k, seed, dev) for nm, p in sizes.items()
+                  if p > k}
+    log.info("%s: streamed random projection of %d layers to k=%d (%d layers with "
+             "p <= k kept as they are)", loaded.spec.model_id, len(projectors), k,
+             len(chosen) - len(projectors))
+    out = {nm: torch.empty((n, k if nm in projectors else sizes[nm]),
+                           dtype=torch.float64, device=dev) for nm, _ in chosen}
+    state = {"lo": 0, "hi": 0}
+    mods = dict(module.named_modules())
+
+    def hook(name):
+        def fn(_m, _inp, o):
+            flat = o.reshape(o.shape[0], -1)
+            proj = projectors[name](flat) if name in projectors else flat
+            out[name][state["lo"]: state["hi"]] = proj
+        return fn
+
+    handles = [mods[nm].register_forward_hook(hook(nm)) for nm, _ in chosen]
+    try:
+        with torch.inference_mode():
+            for lo in tqdm(range(0, n, batch_size), disable=not progress, leave=False,
+                           desc=f"{loaded.spec.model_id} [projection]"):
+                hi = min(lo + batch_size, n)
+                state.update(lo=lo, hi=hi)
+                module(images[lo:hi].to(dev))
+    finally:
+        for h in handles:
+            h.remove()
+    module.to("cpu")
+    n_default = max(len(default_names) - 1, 1)
+    result = {}
+    for nm, shape in chosen:
+        idx = default_names.index(nm) if nm in default_names else -1
+        result[nm] = LayerProjection(
+            layer=nm, z=out.pop(nm).cpu().numpy(), n_features=sizes[nm],
+            shape=tuple(shape), index=idx,
+            relative_depth=idx / n_default if idx >= 0 else float("nan"),
+            seed=seed if nm in projectors else -1)
+    return result
+
+
+#: Largest stimulus count for which :func:`extract_auto` keeps n x n Gram
+#: matrices (20,000 stimuli: 3.2 GB per layer in float64).
+MAX_GRAM_STIMULI = 20_000
+
+
+def extract_auto(loaded, stimuli: StimulusSet, layers: list[str] | None = None,
+                 cache_dir: str | os.PathLike | None = None, batch_size: int = 32,
+                 device: str | None = None, memory_budget: float = 2 * 2**30,
+                 progress: bool = True, max_gram_stimuli: int = MAX_GRAM_STIMULI,
+                 n_components: int | None = None, eps: float = 0.1, seed: int = 0,
+                 ) -> dict[str, LayerSummary] | dict[str, LayerProjection]:
+    """Gram summaries when ``n <= max_gram_stimuli``, else streamed projections.
+
+    The choice is logged at INFO level. ``cache_dir`` and ``memory_budget``
+    apply to the Gram path (:func:`extract_summaries`), ``n_components``,
+    ``eps`` and ``seed`` to the primal path (:func:`extract_projections`).
+
+    Returns
+    -------
+    dict of layer name -> LayerSummary or LayerProjection
+    """
+    n = len(stimuli)
+    if n <= max_gram_stimuli:
+        log.info("%d stimuli <= %d: Gram path (exact n x n summaries)", n,
+                 max_gram_stimuli)
+        return extract_summaries(loaded, stimuli, layers=layers, cache_dir=cache_dir,
+                                 batch_size=batch_size, device=device,
+                                 memory_budget=memory_budget, progress=progress)
+    log.info("%d stimuli > %d: primal path (streamed sparse random projection)", n,
+             max_gram_stimuli)
+    return extract_projections(loaded, stimuli, layers=layers,
+                               n_components=n_components, eps=eps, seed=seed,
+                               batch_size=batch_size, device=device, progress=progress)

@@ -23,12 +23,15 @@ agreement to 1e-6.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from neurozoo.errors import NeurozooError
 
-__all__ = ["KernelRidgeCV", "alpha_grid", "center_gram", "kfold_indices"]
+__all__ = ["CVResult", "KernelRidgeCV", "alpha_grid", "center_gram",
+           "cross_validated_ridge", "kfold_indices", "pearson_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,18 @@ def kfold_indices(n: int, n_folds: int, seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.array_split(perm, n_folds)]
 
 
+def _check_targets(y: np.ndarray, n: int, what: str) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[0] != n:
+        raise NeurozooError(f"{what}: Gram matrix ({n}, {n}) and targets {y.shape} "
+                            "disagree")
+    if not np.isfinite(y).all():
+        raise NeurozooError(f"{what}: targets contain NaN or infinite values")
+    return y
+
+
 class KernelRidgeCV:
     """Linear ridge on Gram matrices, penalty chosen per target by exact LOO.
 
@@ -82,6 +97,14 @@ class KernelRidgeCV:
     alphas : array-like of float, optional
         Penalty grid. Default: :func:`alpha_grid` of the training Gram matrix.
     n_alphas, alpha_low, alpha_high : used for the default grid.
+    device : str, optional
+        Torch device for the computation (``"cpu"``, ``"cuda"``, ``"auto"``).
+    dtype : {"float64", "float32"}
+        Precision of the products with the targets (the eigendecomposition is
+        always float64). See :mod:`neurozoo.mapping.backend` for tolerances.
+    block_bytes : int
+        Memory for the (penalties x stimuli x targets) leave-one-out block;
+        the penalties are processed in chunks that fit.
 
     Attributes
     ----------
@@ -99,11 +122,15 @@ class KernelRidgeCV:
     """
 
     def __init__(self, alphas=None, n_alphas: int = 30, alpha_low: float = 1e-4,
-                 alpha_high: float = 1e5):
+                 alpha_high: float = 1e5, device: str | None = "cpu",
+                 dtype: str = "float64", block_bytes: int = 1 << 28):
         self.alphas = alphas
         self.n_alphas = n_alphas
         self.alpha_low = alpha_low
         self.alpha_high = alpha_high
+        self.device = device
+        self.dtype = dtype
+        self.block_bytes = block_bytes
 
     def fit(self, gram: np.ndarray, y: np.ndarray) -> KernelRidgeCV:
         """Fit on a training Gram matrix.
@@ -111,61 +138,78 @@ class KernelRidgeCV:
         Parameters
         ----------
         gram : ndarray, shape (n_train, n_train)
-            ``X_train X_train^T`` (uncentred).
+            ``X_train X_train^T`` (uncentred); must be finite and symmetric.
         y : ndarray, shape (n_train, n_targets)
         """
+        from neurozoo.features import check_gram, resolve_device
+        from neurozoo.mapping.backend import (
+            as_tensor,
+            resolve_dtype,
+            small_problem_threads,
+            to_numpy,
+        )
+
         gram = np.asarray(gram, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim == 1:
-            y = y[:, None]
-        n = gram.shape[0]
-        if gram.shape != (n, n) or y.shape[0] != n:
+        n = gram.shape[0] if gram.ndim == 2 else -1
+        if gram.ndim != 2 or gram.shape != (n, n):
             raise NeurozooError(
-                f"ridge: Gram matrix {gram.shape} and targets {y.shape} disagree"
-            )
-        if not np.isfinite(y).all():
-            raise NeurozooError("ridge: targets contain NaN or infinite values")
+                f"ridge: Gram matrix has shape {gram.shape}, not square")
+        y = _check_targets(y, n, "ridge")
+        check_gram(gram, "ridge")
+        dev = resolve_device(self.device)
+        dt = resolve_dtype(self.dtype)
         kc = center_gram(gram)
         alphas = (alpha_grid(kc, self.n_alphas, self.alpha_low, self.alpha_high)
-                  if self.alphas is None else np.asarray(self.alphas, dtype=np.float64))
-        if (alphas <= 0).any():
+                  if self.alphas is None
+                  else np.atleast_1d(np.asarray(self.alphas, dtype=np.float64)))
+        if alphas.size == 0 or (alphas <= 0).any():
             raise NeurozooError("ridge: penalties must be positive")
         # Lift the constant direction to a distinct, largest eigenvalue so that
         # it can be identified and left unpenalised.
         lift = float(np.trace(kc)) + 1.0
-        lam, q = np.linalg.eigh(kc + lift / n)
-        const = int(np.argmax(np.abs(q.sum(axis=0))))
-        lam = np.clip(lam, 0.0, None)
-        mask = np.ones(n, dtype=bool)
+        if dev.type == "cpu":  # LAPACK through numpy: faster for small n
+            with small_problem_threads(dev):
+                lam_np, q_np = np.linalg.eigh(kc + lift / n)
+            lam, q = torch.from_numpy(lam_np), torch.from_numpy(q_np)
+        else:
+            lam, q = torch.linalg.eigh(as_tensor(kc + lift / n, torch.float64, dev))
+        const = int(torch.argmax(torch.abs(q.sum(dim=0))))
+        lam = torch.clamp(lam, min=0.0)
+        mask = torch.ones(n, dtype=torch.bool, device=dev)
         mask[const] = False
-        qty = q.T @ y  # (n, t)
-        q2 = q * q
-        loo_mse = np.empty((len(alphas), y.shape[1]))
-        for a, alpha in enumerate(alphas):
-            w = np.where(mask, 1.0 / (lam + alpha), 0.0)
-            c = q @ (w[:, None] * qty)
-            d = q2 @ w
-            loo_mse[a] = np.mean((c / d[:, None]) ** 2, axis=0)
-        best = np.argmin(loo_mse, axis=0)
+        alphas_t = as_tensor(alphas, torch.float64, dev)
+        w_all = torch.where(mask[None, :], 1.0 / (lam[None, :] + alphas_t[:, None]),
+                            torch.zeros((), dtype=torch.float64, device=dev))  # (A, n)
+        d_all = w_all @ (q * q).T  # (A, n): diagonal of G for every penalty
+        yt = as_tensor(y, dt, dev)
+        qd = q.to(dt)
+        qty = qd.T @ yt  # (n, t)
+        t = y.shape[1]
+        per_alpha = max(1, int(self.block_bytes) // max(1, n * t * yt.element_size()))
+        loo_mse = torch.empty((len(alphas), t), dtype=dt, device=dev)
+        # LOO residuals for penalty a: diag(1/d_a) Q diag(w_a) Q^T y = E_a (Q^T y)
+        e_all = ((q[None, :, :] * w_all[:, None, :]) / d_all[:, :, None]).to(dt)
+        w_d = w_all.to(dt)
+        for lo in range(0, len(alphas), per_alpha):
+            hi = min(lo + per_alpha, len(alphas))
+            res = (e_all[lo:hi].reshape(-1, n) @ qty).reshape(hi - lo, n, t)
+            loo_mse[lo:hi] = res.square_().mean(dim=1)
+        best = torch.argmin(loo_mse, dim=0)  # first minimum on ties
+        w_sel = w_d[best].T  # (n, t)
+        dual = qd @ (w_sel * qty)
+        d_sel = (q * q).to(dt) @ w_sel
+        loo_pred = yt - dual / d_sel
+        best_np = best.cpu().numpy()
         self.alphas_ = alphas
-        self.alpha_index_ = best
-        self.alpha_ = alphas[best]
-        self.loo_mse_ = loo_mse
+        self.alpha_index_ = best_np
+        self.alpha_ = alphas[best_np]
+        self.loo_mse_ = to_numpy(loo_mse)
         self.y_mean_ = y.mean(axis=0)
-        dual = np.empty_like(y)
-        loo_pred = np.empty_like(y)
-        for a in np.unique(best):
-            cols = best == a
-            w = np.where(mask, 1.0 / (lam + alphas[a]), 0.0)
-            c = q @ (w[:, None] * qty[:, cols])
-            d = q2 @ w
-            loo_pred[:, cols] = y[:, cols] - c / d[:, None]
-            dual[:, cols] = c
-        self.dual_coef_ = dual
-        self.loo_predictions_ = loo_pred
+        self.dual_coef_ = to_numpy(dual)
+        self.loo_predictions_ = to_numpy(loo_pred)
         self._train_row_mean = gram.mean(axis=0)
         self._train_mean = float(self._train_row_mean.mean())
-        edge = (best == 0) | (best == len(alphas) - 1)
+        edge = (best_np == 0) | (best_np == len(alphas) - 1)
         if edge.mean() > 0.1:
             log.debug("ridge: %.0f%% of targets chose a penalty at the grid's edge",
                       100 * edge.mean())
@@ -186,3 +230,70 @@ class KernelRidgeCV:
         kc = (k - k.mean(axis=1, keepdims=True) - self._train_row_mean[None, :]
               + self._train_mean)
         return kc @ self.dual_coef_ + self.y_mean_
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold results of a mapping over outer folds.
+
+    Attributes
+    ----------
+    predictions : ndarray, shape (n_stimuli, n_targets)
+        Each stimulus predicted by the model fit without its fold.
+    r : ndarray, shape (n_targets,)
+        Pearson r between ``predictions`` and the targets over all stimuli.
+    alpha : ndarray, shape (n_folds, n_targets) or None
+        Chosen penalty per fold and target (ridge only).
+    inner_r : ndarray, shape (n_folds, n_targets) or None
+        Leave-one-out r on each fold's training stimuli (ridge only).
+    """
+
+    predictions: np.ndarray
+    r: np.ndarray
+    alpha: np.ndarray | None = None
+    inner_r: np.ndarray | None = None
+
+
+def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between matching columns. (n, t), (n, t) -> (t,)."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def cross_validated_ridge(gram: np.ndarray, y: np.ndarray, folds: list[np.ndarray],
+                          **kwargs) -> CVResult:
+    """Outer k-fold kernel ridge; the penalty per target chosen on training data.
+
+    Parameters
+    ----------
+    gram : ndarray, shape (n, n)
+        ``X X^T`` over all stimuli (uncentred).
+    y : ndarray, shape (n, n_targets)
+    folds : list of ndarray of int
+        Test indices of each fold (e.g. :func:`kfold_indices`).
+    **kwargs
+        Passed to :class:`KernelRidgeCV` (``alphas``, ``n_alphas``, ``device``,
+        ``dtype``...).
+
+    Returns
+    -------
+    CVResult
+    """
+    from neurozoo.features import check_gram
+
+    gram = np.asarray(gram, dtype=np.float64)
+    check_gram(gram, "ridge")
+    y = _check_targets(y, gram.shape[0], "ridge")
+    n, t = y.shape
+    pred = np.empty((n, t))
+    alpha = np.empty((len(folds), t))
+    inner = np.empty((len(folds), t))
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(n), test)
+        m = KernelRidgeCV(**kwargs).fit(gram[np.ix_(train, train)], y[train])
+        pred[test] = m.predict(gram[np.ix_(test, train)])
+        alpha[f] = m.alpha_
+        inner[f] = pearson_columns(m.loo_predictions_, y[train])
+    return CVResult(pred, pearson_columns(pred, y), alpha, inner)
