@@ -15,13 +15,13 @@ What it does, in one run on this machine:
    summaries (``extract_summaries``).
 3. Each method on each layer in a fresh subprocess, so that its peak memory is
    clean: wall time of the method (inputs already loaded) and the growth of
-   peak resident memory during it (``ru_maxrss`` after minus before). Score:
+   peak resident memory during it (``VmHWM``, reset after the inputs load). Score:
    per-neuroid Pearson r of out-of-fold predictions over all 118 stimuli; the
    largest absolute difference against scikit-learn ``RidgeCV`` on the full
    features (and, for PLS, against scikit-learn ``PLSRegression``).
 4. Extraction with summary accumulation against a bare forward pass (same
    model, same preprocessed batches, inference mode), and the peak memory of
-   extracting every default layer of VGG-16 (subprocess, ``ru_maxrss``).
+   extracting every default layer of VGG-16 (subprocess, ``VmHWM``).
 
 Results and a machine description go to ``benchmarks/results/mapping.json``.
 The machine may be shared: the load average before and after is recorded.
