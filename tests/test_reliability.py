@@ -67,3 +67,12 @@ def test_validation_reports_all_nan_neuroid_and_bad_dims():
     with pytest.raises(NeurozooError):
         make_responses(values, list("abcd"), ["x", "y"], ["VISp"] * 2, [1, 1]).pipe(
             lambda d: __import__("neurozoo.data", fromlist=["x"]).check_responses(d))
+
+
+def test_validation_requires_a_complete_repeat():
+    values = np.ones((3, 4, 2))
+    for t in range(3):
+        values[t, t, 0] = np.nan  # every repeat of neuroid 'x' misses one stimulus
+    da = make_responses(values, list("abcd"), ["x", "y"], ["VISp"] * 2, [1, 1])
+    problems = validate_responses(da, "f.nc")
+    assert len(problems) == 1 and "no complete repeat" in problems[0] and "x" in problems[0]

@@ -133,6 +133,15 @@ def validate_responses(da, source: str = "responses") -> list[str]:
             f"{source}: {int(empty.sum())} neuroid(s) have no finite response "
             f"(all NaN), e.g. neuroid_id {ids[:3].tolist()}"
         )
+    # Scores and reliabilities use complete repeats (finite for every stimulus).
+    no_complete = ~finite.all(axis=1).any(axis=0) & ~empty
+    if no_complete.any():
+        ids = np.asarray(da.coords["neuroid_id"].values)[no_complete] if (
+            "neuroid_id" in da.coords) else np.flatnonzero(no_complete)
+        problems.append(
+            f"{source}: {int(no_complete.sum())} neuroid(s) have no complete repeat "
+            f"(a trial finite for every stimulus), e.g. neuroid_id {ids[:3].tolist()}"
+        )
     # Every neuroid needs at least one finite repeat of every stimulus.
     missing_stim = ~finite.any(axis=0) & ~empty[None, :]
     if missing_stim.any():
