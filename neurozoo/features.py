@@ -308,16 +308,34 @@ def architecture_tag(loaded) -> str:
             f"torchvision {torchvision.__version__}|timm {timm.__version__}")
 
 
-def _groups(layers: list[tuple[str, tuple]], n: int, budget: int) -> list[list[int]]:
-    groups: list[list[int]] = []
-    current: list[int] = []
+def _groups(layers: list[tuple[str, tuple]], n: int,
+            budget: int) -> list[list[tuple[str, int, int]]]:
+    """Split layers into passes whose buffers fit ``budget`` bytes.
+
+    Each item is ``(layer, start, stop)``: a block of the layer's flattened
+    features. A layer larger than the budget is cut into feature blocks, one
+    pass each; the Gram matrix is additive over feature blocks, so the result
+    stays exact, at the price of rerunning the network up to that layer.
+    """
+    budget = max(budget, n * 4 * 1024)  # blocks of at least 1,024 features
+    groups: list[list[tuple[str, int, int]]] = []
+    current: list[tuple[str, int, int]] = []
     used = 0
-    for i, (_, shape) in enumerate(layers):
-        size = n * int(np.prod(shape)) * 4
+    for name, shape in layers:
+        p = int(np.prod(shape))
+        size = n * p * 4
+        if size > budget:
+            if current:
+                groups.append(current)
+                current, used = [], 0
+            n_blocks = int(np.ceil(size / budget))
+            edges = np.linspace(0, p, n_blocks + 1).round().astype(int)
+            groups.extend([[(name, int(a), int(b))] for a, b in zip(edges[:-1], edges[1:])])
+            continue
         if current and used + size > budget:
             groups.append(current)
             current, used = [], 0
-        current.append(i)
+        current.append((name, 0, p))
         used += size
     if current:
         groups.append(current)
@@ -400,23 +418,28 @@ def extract_summaries(
         log.info("%s: extracting %d of %d layers on %s", loaded.spec.model_id,
                  len(todo), len(chosen), dev)
     mods = dict(module.named_modules())
+    shapes = dict(todo)
+    partial: dict[str, list] = {}
     for group in _groups(todo, n, int(memory_budget)):
-        names = [todo[i][0] for i in group]
-        buffers = {nm: torch.empty((n, int(np.prod(todo[i][1]))), dtype=torch.float32,
-                                   device=dev) for nm, i in zip(names, group)}
+        names = [item[0] for item in group]
+        buffers = {(nm, a): torch.empty((n, b - a), dtype=torch.float32, device=dev)
+                   for nm, a, b in group}
         state = {"lo": 0, "hi": 0, "left": set(names)}
 
-        def hook(name):
+        def hook(name, start, stop):
             def fn(_m, _inp, out):
-                buffers[name][state["lo"]: state["hi"]] = out.reshape(out.shape[0], -1)
+                flat = out.reshape(out.shape[0], -1)
+                buffers[(name, start)][state["lo"]: state["hi"]] = flat[:, start:stop]
                 state["left"].discard(name)
                 if not state["left"]:
                     raise _Stop
             return fn
 
-        handles = [mods[nm].register_forward_hook(hook(nm)) for nm in names]
+        handles = [mods[nm].register_forward_hook(hook(nm, a, b)) for nm, a, b in group]
+        block = "" if group[0][1:] == (0, int(np.prod(shapes[names[0]]))) else (
+            f" features {group[0][1]}:{group[0][2]}")
         bar = tqdm(range(0, n, batch_size), disable=not progress, leave=False,
-                   desc=f"{loaded.spec.model_id} [{names[0]}..{names[-1]}]")
+                   desc=f"{loaded.spec.model_id} [{names[0]}..{names[-1]}{block}]")
         try:
             with torch.inference_mode():
                 for lo in bar:
@@ -429,18 +452,23 @@ def extract_summaries(
         finally:
             for h in handles:
                 h.remove()
-        for nm in names:
-            x = buffers.pop(nm)
+        for nm, a, b in group:
+            x = buffers.pop((nm, a))
             gram_t, rowsum_t = gram_rowsum_from_features(x)
-            gram, rowsum = gram_t.cpu().numpy(), rowsum_t.cpu().numpy()
-            shape = next(s for t, s in todo if t == nm)
+            del x
+            acc = partial.setdefault(nm, [0.0, 0.0])
+            acc[0] = acc[0] + gram_t.cpu().numpy()
+            acc[1] = acc[1] + rowsum_t.cpu().numpy()
+            shape = shapes[nm]
+            if b < int(np.prod(shape)):
+                continue  # more feature blocks of this layer to come
+            gram, rowsum = partial.pop(nm)
             idx = default_names.index(nm) if nm in default_names else -1
             summary = LayerSummary(
-                layer=nm, gram=gram, rowsum=rowsum, n_features=x.shape[1],
+                layer=nm, gram=gram, rowsum=rowsum, n_features=int(np.prod(shape)),
                 shape=tuple(shape), index=idx,
                 relative_depth=idx / n_default if idx >= 0 else float("nan"),
             )
-            del x
             results[nm] = summary
             if cache is not None:
                 key = summary_key(loaded.weights_sha256, prep, stim_id, nm, arch)

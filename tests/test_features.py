@@ -7,6 +7,7 @@ import torch
 from neurozoo.errors import NeurozooError
 from neurozoo.features import (
     LayerSummary,
+    _groups,
     candidate_layers,
     check_gram,
     default_layers,
@@ -42,8 +43,11 @@ def explicit_features(loaded, stimuli, layers):
 
 def test_streamed_summaries_match_explicit_features(small_stimuli, tmp_path):
     loaded = load_model("torchvision:resnet18@random:0")
-    # A tiny budget forces one layer per pass and batches of 3 stimuli.
-    got = extract_summaries(loaded, small_stimuli, batch_size=3, memory_budget=1,
+    # An 8 MB budget cuts conv1 (10 x 802,816 float32 = 32 MB) into feature
+    # blocks, one pass each, and groups the later layers; batches of 3 stimuli.
+    budget = 8 * 2**20
+    assert [len(g) for g in _groups([("conv1", (64, 112, 112))], 10, budget)] == [1] * 4
+    got = extract_summaries(loaded, small_stimuli, batch_size=3, memory_budget=budget,
                             cache_dir=tmp_path, progress=False)
     want = explicit_features(loaded, small_stimuli, list(got))
     assert list(got)[0] == "conv1" and list(got)[-1] == "fc"
