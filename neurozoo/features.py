@@ -342,6 +342,29 @@ def _groups(layers: list[tuple[str, tuple]], n: int,
     return groups
 
 
+def _resolve_layers(loaded, module: nn.Module, example: torch.Tensor,
+                    layers: list[str] | None):
+    """The default layer names, and the chosen ``(name, shape)`` pairs in
+    execution order (the default layers when ``layers`` is None)."""
+    all_default = default_layers(module, example)
+    default_names = [name for name, _ in all_default]
+    if layers is None:
+        return default_names, all_default
+    probed = _probe(module, list(layers), example)
+    for name in layers:
+        if name not in probed:
+            raise NeurozooError(f"layer '{name}' of {loaded.spec.model_id} never runs")
+        if probed[name]["calls"] != 1 or probed[name]["shape"] is None:
+            raise NeurozooError(
+                f"layer '{name}' of {loaded.spec.model_id} runs "
+                f"{probed[name]['calls']} times per forward pass or returns no "
+                "tensor: choose another"
+            )
+    chosen = sorted(((nm, probed[nm]["shape"]) for nm in layers),
+                    key=lambda t: probed[t[0]]["order"])
+    return default_names, chosen
+
+
 def extract_summaries(
     loaded,
     stimuli: StimulusSet,
@@ -379,23 +402,7 @@ def extract_summaries(
     module = loaded.module.to(dev)
     images = preprocess_stimuli(stimuli, loaded.preprocessing)
     n = images.shape[0]
-    all_default = default_layers(module, images[:1].to(dev))
-    default_names = [name for name, _ in all_default]
-    if layers is None:
-        chosen = all_default
-    else:
-        probed = _probe(module, list(layers), images[:1].to(dev))
-        for name in layers:
-            if name not in probed:
-                raise NeurozooError(f"layer '{name}' of {loaded.spec.model_id} never runs")
-            if probed[name]["calls"] != 1 or probed[name]["shape"] is None:
-                raise NeurozooError(
-                    f"layer '{name}' of {loaded.spec.model_id} runs "
-                    f"{probed[name]['calls']} times per forward pass or returns no "
-                    "tensor: choose another"
-                )
-        chosen = sorted(((nm, probed[nm]["shape"]) for nm in layers),
-                        key=lambda t: probed[t[0]]["order"])
+    default_names, chosen = _resolve_layers(loaded, module, images[:1].to(dev), layers)
     n_default = max(len(default_names) - 1, 1)
     stim_id = stimuli.identity()
     prep = loaded.preprocessing.to_dict()
@@ -552,20 +559,7 @@ def extract_projections(
     images = preprocess_stimuli(stimuli, loaded.preprocessing)
     n = images.shape[0]
     k = int(n_components) if n_components is not None else jl_dimension(n, eps)
-    all_default = default_layers(module, images[:1].to(dev))
-    default_names = [name for name, _ in all_default]
-    if layers is None:
-        chosen = all_default
-    else:
-        probed = _probe(module, list(layers), images[:1].to(dev))
-        bad = [nm for nm in layers if nm not in probed or probed[nm]["calls"] != 1
-               or probed[nm]["shape"] is None]
-        if bad:
-            raise NeurozooError(
-                f"layers {bad} of {loaded.spec.model_id} never run, run more than "
-                "once or return no tensor: choose others")
-        chosen = sorted(((nm, probed[nm]["shape"]) for nm in layers),
-                        key=lambda t: probed[t[0]]["order"])
+    default_names, chosen = _resolve_layers(loaded, module, images[:1].to(dev), layers)
     sizes = {nm: int(np.prod(shape)) for nm, shape in chosen}
     projectors = {nm: SparseProjector(p, k, seed, dev) for nm, p in sizes.items()
                   if p > k}
