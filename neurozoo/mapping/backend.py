@@ -19,6 +19,7 @@ CPU and GPU agree within the tolerance of the dtype used (float64: 1e-8).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -68,17 +69,29 @@ def small_problem_threads(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional
-        threadpool_limits = None
+    controller = _blas_controller()
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if threadpool_limits is None:
+        if controller is None:
             yield
         else:
-            with threadpool_limits(limits=1):
+            with controller.limit(limits=1, user_api="blas"):
                 yield
     finally:
         torch.set_num_threads(before)
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """The process's BLAS libraries, found once (finding them takes ~1 ms).
+
+    numpy's and scipy's BLAS are loaded first so that both are found.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional
+        return None
+    import scipy.linalg.blas  # noqa: F401
+
+    return ThreadpoolController()
