@@ -32,7 +32,6 @@ execution; a layer's relative depth is its index over (number of layers - 1).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -285,21 +284,21 @@ def gram_rowsum_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 23
             gram.addmm_(block, block.T)
             rowsum += block.sum(dim=1)
         return (gram + gram.T) / 2, rowsum
+    from concurrent.futures import ThreadPoolExecutor
+
     from scipy.linalg.blas import dsyrk
 
     from neurozoo.mapping.backend import small_problem_threads
 
     a = x.detach().numpy()
-    upper = np.zeros((n, n), dtype=np.float64, order="F")
-    rowsum = np.zeros(n, dtype=np.float64)
-    block = np.empty((n, step), dtype=np.float64)
-    # One BLAS thread while a chunk's update is small (about 1e8 multiply-adds):
-    # threads then spend more time waiting for each other than computing, and
-    # on shared cores far more (measured: 10x slower under load).
-    threads = (small_problem_threads(torch.device("cpu")) if n * n * step < 2e8
-               else contextlib.nullcontext())
-    with threads:
-        for start in range(0, p, step):
+    starts = list(range(0, p, step))
+    workers = max(1, min(torch.get_num_threads(), len(starts)))
+
+    def accumulate(first: int) -> tuple[np.ndarray, np.ndarray]:
+        upper = np.zeros((n, n), dtype=np.float64, order="F")
+        rowsum = np.zeros(n, dtype=np.float64)
+        block = np.empty((n, step), dtype=np.float64)
+        for start in starts[first::workers]:
             width = min(step, p - start)
             b = block[:, :width] if width == step else np.empty((n, width))
             np.copyto(b, a[:, start: start + width])
@@ -307,8 +306,26 @@ def gram_rowsum_from_features(x: torch.Tensor, chunk_bytes: int = 1 << 23
             # b is C-ordered (n, w), so b.T is Fortran-ordered (w, n): no copy;
             # trans=1 gives (b.T)^T b.T = b b^T, upper triangle, added in place.
             upper = dsyrk(1.0, b.T, beta=1.0, c=upper, trans=1, lower=0, overwrite_c=1)
+        return upper, rowsum
+
+    if n * n * step >= 2e8:  # large updates: BLAS's own threads do well
+        workers = 1
+        parts = [accumulate(0)]
+    else:
+        # Small updates (n up to a few hundred): the chunks are shared among
+        # threads that each call single-threaded BLAS. A multithreaded BLAS
+        # on updates this small spends its time synchronising, and on shared
+        # cores was ten times slower than one thread (measured).
+        with small_problem_threads(torch.device("cpu")):
+            if workers == 1:
+                parts = [accumulate(0)]
+            else:
+                with ThreadPoolExecutor(workers) as pool:
+                    parts = list(pool.map(accumulate, range(workers)))
+    upper = sum(part[0] for part in parts)
+    rowsum = torch.from_numpy(sum(part[1] for part in parts))
     gram = np.triu(upper) + np.triu(upper, 1).T
-    return torch.from_numpy(gram), torch.from_numpy(rowsum)
+    return torch.from_numpy(gram), rowsum
 
 
 class _Stop(Exception):
