@@ -51,12 +51,21 @@ def cmd_run(args) -> int:
     config = _config(args)
     t0 = time.perf_counter()
     table = run(config, args.out, progress=not args.quiet)
-    summary = summary_table(table)
     print(f"\nneurozoo {__version__}: results in {args.out} "
           f"({time.perf_counter() - t0:.0f} s)")
-    print("Noise-corrected ridge r (r / sqrt(reliability)), median over reliable "
-          "neuroids, best layer chosen on held-out folds:")
-    print(summary.to_string())
+    heads = {
+        "ridge_r_corrected": "Noise-corrected ridge r (r / sqrt(reliability)), median "
+                             "over reliable neuroids, best layer chosen on held-out folds:",
+        "rsa": "RSA (area RDM against layer RDM), best layer chosen on held-out folds:",
+    }
+    for metric, head in heads.items():
+        summary = summary_table(table, metric)
+        if not summary.empty:
+            print(head)
+            print(summary.to_string())
+            break
+    else:
+        print("No held-out best-layer scores (PLS and CKA have none): see scores.csv")
     return 0
 
 
