@@ -398,3 +398,16 @@ def test_mapping_dtype_and_device_reach_ridge_and_pls(real, scored_all):
     for name in ("ridge_r", "pls_r"):
         diff = np.abs(ds32[name].values - ds64[name].values)
         assert 0 < diff.max() < FLOAT32_R_TOL  # float32 was used, within tolerance
+
+
+def test_default_zoo_yaml_lists_every_field_with_its_default():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "pipelines" / "default_zoo.yaml"
+    assert load_config(path) == RunConfig()
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) == {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(raw["scoring"]) == {f.name for f in dataclasses.fields(ScoringConfig)}
