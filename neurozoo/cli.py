@@ -46,13 +46,21 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def cmd_run(args) -> int:
-    from neurozoo.pipeline import run, summary_table
+    from neurozoo.pipeline import run
 
     config = _config(args)
     t0 = time.perf_counter()
     table = run(config, args.out, progress=not args.quiet)
     print(f"\nneurozoo {__version__}: results in {args.out} "
           f"({time.perf_counter() - t0:.0f} s)")
+    _print_summary(table)
+    return 0
+
+
+def _print_summary(table) -> None:
+    """The held-out best-layer scores of the first metric that has them."""
+    from neurozoo.pipeline import summary_table
+
     heads = {
         "ridge_r_corrected": "Noise-corrected ridge r (r / sqrt(reliability)), median "
                              "over reliable neuroids, best layer chosen on held-out folds:",
@@ -63,10 +71,8 @@ def cmd_run(args) -> int:
         if not summary.empty:
             print(head)
             print(summary.to_string())
-            break
-    else:
-        print("No held-out best-layer scores (PLS and CKA have none): see scores.csv")
-    return 0
+            return
+    print("No held-out best-layer scores (PLS and CKA have none): see scores.csv")
 
 
 def cmd_stage(args) -> int:
@@ -86,7 +92,7 @@ def cmd_stage(args) -> int:
         print(f"{len(table)} rows -> {args.out}")
     elif args.stage == "aggregate":
         table = pipeline.stage_aggregate(config, args.scores, args.out)
-        print(pipeline.summary_table(table).to_string())
+        _print_summary(table)
     elif args.stage == "plot":
         for p in pipeline.stage_plot(args.table, args.out):
             print(p)

@@ -519,7 +519,8 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
         (layer, neuroid), ``ridge_r_folds``, ``ridge_alpha`` and
         ``ridge_inner_r`` (fold, layer, neuroid) and ``ridge_r_heldout``
         (neuroid); with PLS, ``pls_r`` (layer, neuroid), ``pls_r_folds``
-        (fold, layer, neuroid) and ``pls_n_components`` (area, fold, layer).
+        (fold, layer, neuroid) and ``pls_n_components`` (area_name, fold,
+        layer; the components fitted, 0 where nothing was fitted).
         Variables of a method not run are absent; NaN marks layers and
         neuroids a method did not score (projected layers, areas without
         reliable neuroids). Attributes name the methods, the feature path
