@@ -46,18 +46,33 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def cmd_run(args) -> int:
-    from neurozoo.pipeline import run, summary_table
+    from neurozoo.pipeline import run
 
     config = _config(args)
     t0 = time.perf_counter()
     table = run(config, args.out, progress=not args.quiet)
-    summary = summary_table(table)
     print(f"\nneurozoo {__version__}: results in {args.out} "
           f"({time.perf_counter() - t0:.0f} s)")
-    print("Noise-corrected ridge r (r / sqrt(reliability)), median over reliable "
-          "neuroids, best layer chosen on held-out folds:")
-    print(summary.to_string())
+    _print_summary(table)
     return 0
+
+
+def _print_summary(table) -> None:
+    """The held-out best-layer scores of the first metric that has them."""
+    from neurozoo.pipeline import summary_table
+
+    heads = {
+        "ridge_r_corrected": "Noise-corrected ridge r (r / sqrt(reliability)), median "
+                             "over reliable neuroids, best layer chosen on held-out folds:",
+        "rsa": "RSA (area RDM against layer RDM), best layer chosen on held-out folds:",
+    }
+    for metric, head in heads.items():
+        summary = summary_table(table, metric)
+        if not summary.empty:
+            print(head)
+            print(summary.to_string())
+            return
+    print("No held-out best-layer scores (PLS and CKA have none): see scores.csv")
 
 
 def cmd_stage(args) -> int:
@@ -77,7 +92,7 @@ def cmd_stage(args) -> int:
         print(f"{len(table)} rows -> {args.out}")
     elif args.stage == "aggregate":
         table = pipeline.stage_aggregate(config, args.scores, args.out)
-        print(pipeline.summary_table(table).to_string())
+        _print_summary(table)
     elif args.stage == "plot":
         for p in pipeline.stage_plot(args.table, args.out):
             print(p)

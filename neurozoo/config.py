@@ -14,8 +14,9 @@ from pathlib import Path
 import yaml
 
 from neurozoo.errors import NeurozooError
+from neurozoo.features import MAX_GRAM_STIMULI
 from neurozoo.models.zoo import DEFAULT_ZOO
-from neurozoo.scoring import ScoringConfig
+from neurozoo.scoring import ScoringConfig, check_methods
 
 __all__ = ["RunConfig", "load_config", "default_cache_dir"]
 
@@ -52,6 +53,15 @@ class RunConfig:
         Per-layer summary cache; None for :func:`default_cache_dir`.
     reliability_splits : int
         Random splits for split-half reliability.
+    max_gram_stimuli : int
+        Stimulus sets up to this size get exact n x n Gram summaries; larger
+        ones the primal path (streamed sparse random projection, scored by
+        ridge only). See :func:`neurozoo.features.extract_auto`.
+    projection_components : int or None
+        Primal path: dimension ``k`` of the projection; None for the
+        Johnson-Lindenstrauss dimension of the stimulus count (eps = 0.1).
+    projection_seed : int
+        Primal path: seed of the projection matrices.
     scoring : ScoringConfig
     """
 
@@ -65,6 +75,9 @@ class RunConfig:
     memory_budget_gb: float = 2.0
     cache_dir: str | None = None
     reliability_splits: int = 100
+    max_gram_stimuli: int = MAX_GRAM_STIMULI
+    projection_components: int | None = None
+    projection_seed: int = 0
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def __post_init__(self):
@@ -83,7 +96,14 @@ class RunConfig:
             ("scoring.reliability_threshold", sc.reliability_threshold, (int, float)),
             ("scoring.n_bootstrap", sc.n_bootstrap, int), ("scoring.seed", sc.seed, int),
             ("scoring.rsa_comparison", sc.rsa_comparison, str),
+            ("max_gram_stimuli", self.max_gram_stimuli, int),
+            ("projection_seed", self.projection_seed, int),
+            ("scoring.pls_components", sc.pls_components, int),
+            ("scoring.rsa_distance", sc.rsa_distance, str),
+            ("scoring.device", sc.device, str), ("scoring.dtype", sc.dtype, str),
         ]
+        if self.projection_components is not None:
+            types.append(("projection_components", self.projection_components, int))
         for name, value, kind in types:
             if isinstance(value, bool) or not isinstance(value, kind):
                 want = kind.__name__ if isinstance(kind, type) else "a number"
@@ -98,9 +118,20 @@ class RunConfig:
                 f"config field 'areas': expected a list of area names, got {self.areas!r}")
         if not all(isinstance(m, str) for m in self.models):
             raise NeurozooError("config field 'models': expected a list of model ids")
-        from neurozoo.mapping.rsa import COMPARISONS
+        check_methods(sc.methods)
+        from neurozoo.mapping.backend import DTYPES
+        from neurozoo.mapping.rsa import COMPARISONS, DISTANCES
 
         checks = [
+            ("scoring.rsa_distance", sc.rsa_distance in DISTANCES,
+             f"one of {', '.join(DISTANCES)}"),
+            ("scoring.dtype", sc.dtype in DTYPES, f"one of {', '.join(DTYPES)}"),
+            ("scoring.device", _is_device(sc.device),
+             "a torch device: auto, cpu, cuda, cuda:1 ..."),
+            ("scoring.pls_components", sc.pls_components >= 1, "an integer >= 1"),
+            ("max_gram_stimuli", self.max_gram_stimuli >= 1, "an integer >= 1"),
+            ("projection_components", self.projection_components is None
+             or self.projection_components >= 1, "an integer >= 1 or null"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("scoring.rsa_comparison", sc.rsa_comparison in COMPARISONS,
              f"one of {', '.join(COMPARISONS)}"),
@@ -127,6 +158,21 @@ class RunConfig:
     def cache_path(self) -> Path:
         """The summary cache folder."""
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+
+def _is_device(name: str) -> bool:
+    """Whether ``name`` is ``auto`` or parses as a torch device. Whether that
+    device is present is checked when it is used
+    (:func:`neurozoo.features.resolve_device`)."""
+    import torch
+
+    if name == "auto":
+        return True
+    try:
+        torch.device(name)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _build(cls, values: dict, where: str):

@@ -60,6 +60,7 @@ __all__ = [
     "extract_auto",
     "MAX_GRAM_STIMULI",
     "summary_key",
+    "projection_key",
     "EXTRACTION_VERSION",
 ]
 
@@ -565,6 +566,45 @@ class LayerProjection:
     relative_depth: float
     seed: int
 
+    def save(self, path: str | os.PathLike, meta: dict) -> None:
+        """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
+        import json
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f, z=self.z, n_features=self.n_features,
+                    shape=np.asarray(self.shape), index=self.index,
+                    relative_depth=self.relative_depth, seed=self.seed,
+                    layer=self.layer, kind="projection",
+                    meta=json.dumps(meta, sort_keys=True),
+                )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LayerProjection:
+        """Read a projection written by :meth:`save`; raises on a corrupt file."""
+        with np.load(path, allow_pickle=False) as z:
+            out = cls(
+                layer=str(z["layer"]), z=z["z"], n_features=int(z["n_features"]),
+                shape=tuple(int(x) for x in z["shape"]), index=int(z["index"]),
+                relative_depth=float(z["relative_depth"]), seed=int(z["seed"]),
+            )
+        if out.z.ndim != 2 or not np.isfinite(out.z).all():
+            raise NeurozooError(f"{path}: projected features are not a finite 2-d array")
+        return out
+
+
+def projection_key(weights_sha256: str, preprocessing: dict, stimuli_id: str,
+                   layer: str, architecture: str, k: int, seed: int) -> str:
+    """Cache key of one layer's projection: :func:`summary_key`'s inputs plus
+    the projection's dimension ``k`` and seed."""
+    return stable_hash({
+        "weights": weights_sha256, "preprocessing": preprocessing,
+        "stimuli": stimuli_id, "layer": layer, "version": EXTRACTION_VERSION,
+        "architecture": architecture, "kind": "projection", "k": int(k),
+        "seed": int(seed),
+    }, length=24)
+
 
 def extract_projections(
     loaded,
@@ -576,10 +616,14 @@ def extract_projections(
     batch_size: int = 32,
     device: str | None = None,
     progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, LayerProjection]:
     """Sparse random projections of layers, streamed in one forward pass.
 
     Memory per layer is ``n x k`` (plus the sparse ``R``), whatever ``p``.
+    With ``cache_dir``, each layer's projection is cached as one ``.npz``
+    named by :func:`projection_key`; valid entries are reused and the forward
+    pass covers the other layers only.
 
     Parameters
     ----------
@@ -595,6 +639,7 @@ def extract_projections(
     batch_size : int
     device : str, optional
     progress : bool
+    cache_dir : path, optional
 
     Returns
     -------
@@ -608,14 +653,37 @@ def extract_projections(
     n = images.shape[0]
     k = int(n_components) if n_components is not None else jl_dimension(n, eps)
     default_names, chosen = _resolve_layers(loaded, module, images[:1].to(dev), layers)
-    sizes = {nm: int(np.prod(shape)) for nm, shape in chosen}
+    n_default = max(len(default_names) - 1, 1)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    prep = loaded.preprocessing.to_dict()
+    stim_id = stimuli.identity()
+    arch = architecture_tag(loaded) if cache is not None else ""
+
+    def cache_file(name: str) -> Path:
+        key = projection_key(loaded.weights_sha256, prep, stim_id, name, arch, k, seed)
+        return cache / f"{key}.npz"
+
+    result: dict[str, LayerProjection] = {}
+    if cache is not None:
+        for nm, _ in chosen:
+            if cache_file(nm).is_file():
+                try:
+                    result[nm] = LayerProjection.load(cache_file(nm))
+                except Exception as exc:  # corrupt entry: recompute it
+                    log.warning("cache entry %s unreadable (%s): recomputing",
+                                cache_file(nm), exc)
+    todo = [(nm, shape) for nm, shape in chosen if nm not in result]
+    if not todo:
+        module.to("cpu")
+        return {nm: result[nm] for nm, _ in chosen}
+    sizes = {nm: int(np.prod(shape)) for nm, shape in todo}
     projectors = {nm: SparseProjector(p, k, seed, dev) for nm, p in sizes.items()
                   if p > k}
     log.info("%s: streamed random projection of %d layers to k=%d (%d layers with "
-             "p <= k kept as they are)", loaded.spec.model_id, len(projectors), k,
-             len(chosen) - len(projectors))
+             "p <= k kept as they are; %d reused from the cache)", loaded.spec.model_id,
+             len(projectors), k, len(todo) - len(projectors), len(chosen) - len(todo))
     out = {nm: torch.empty((n, k if nm in projectors else sizes[nm]),
-                           dtype=torch.float64, device=dev) for nm, _ in chosen}
+                           dtype=torch.float64, device=dev) for nm, _ in todo}
     state = {"lo": 0, "hi": 0}
     mods = dict(module.named_modules())
 
@@ -626,7 +694,7 @@ def extract_projections(
             out[name][state["lo"]: state["hi"]] = proj
         return fn
 
-    handles = [mods[nm].register_forward_hook(hook(nm)) for nm, _ in chosen]
+    handles = [mods[nm].register_forward_hook(hook(nm)) for nm, _ in todo]
     try:
         with torch.inference_mode():
             for lo in tqdm(range(0, n, batch_size), disable=not progress, leave=False,
@@ -638,16 +706,21 @@ def extract_projections(
         for h in handles:
             h.remove()
     module.to("cpu")
-    n_default = max(len(default_names) - 1, 1)
-    result = {}
-    for nm, shape in chosen:
+    for nm, shape in todo:
         idx = default_names.index(nm) if nm in default_names else -1
         result[nm] = LayerProjection(
             layer=nm, z=out.pop(nm).cpu().numpy(), n_features=sizes[nm],
             shape=tuple(shape), index=idx,
             relative_depth=idx / n_default if idx >= 0 else float("nan"),
             seed=seed if nm in projectors else -1)
-    return result
+        if cache is not None:
+            result[nm].save(cache_file(nm), {
+                "model_id": loaded.spec.model_id, "layer": nm, "kind": "projection",
+                "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
+                "preprocessing": prep, "version": EXTRACTION_VERSION, "k": k,
+                "seed": seed,
+            })
+    return {nm: result[nm] for nm, _ in chosen}
 
 
 #: Largest stimulus count for which :func:`extract_auto` keeps n x n Gram
@@ -663,9 +736,10 @@ def extract_auto(loaded, stimuli: StimulusSet, layers: list[str] | None = None,
                  ) -> dict[str, LayerSummary] | dict[str, LayerProjection]:
     """Gram summaries when ``n <= max_gram_stimuli``, else streamed projections.
 
-    The choice is logged at INFO level. ``cache_dir`` and ``memory_budget``
-    apply to the Gram path (:func:`extract_summaries`), ``n_components``,
-    ``eps`` and ``seed`` to the primal path (:func:`extract_projections`).
+    The choice is logged at INFO level. ``memory_budget`` applies to the Gram
+    path (:func:`extract_summaries`), ``n_components``, ``eps`` and ``seed``
+    to the primal path (:func:`extract_projections`), and ``cache_dir`` to
+    both (their cache keys differ).
 
     Returns
     -------
@@ -682,4 +756,5 @@ def extract_auto(loaded, stimuli: StimulusSet, layers: list[str] | None = None,
              max_gram_stimuli)
     return extract_projections(loaded, stimuli, layers=layers,
                                n_components=n_components, eps=eps, seed=seed,
-                               batch_size=batch_size, device=device, progress=progress)
+                               batch_size=batch_size, device=device, progress=progress,
+                               cache_dir=cache_dir)

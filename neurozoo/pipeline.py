@@ -6,7 +6,8 @@ Run folder layout (``OUT``)::
     OUT/data/responses.nc        NeuralResponses (validated copy)
     OUT/data/stimuli.csv         the stimulus set (paths to the images)
     OUT/data/neuroids.csv        per-neuroid reliability and metadata
-    OUT/features/<model>.json    layer list, cache keys, weights provenance
+    OUT/features/<model>.json    layer list, cache keys, weights provenance, and
+                                 the feature path (gram, or primal: projections)
     OUT/scores/<model>.csv       tidy scores of one model
     OUT/scores/<model>.nc        per-neuroid, per-layer scores of one model
     OUT/scores.csv               tidy table, all models
@@ -42,10 +43,12 @@ from neurozoo.data.responses import (
 from neurozoo.data.stimuli import check_match, load_stimulus_set
 from neurozoo.errors import NeurozooError
 from neurozoo.features import (
+    LayerProjection,
     LayerSummary,
     _probe,
     architecture_tag,
-    extract_summaries,
+    extract_auto,
+    projection_key,
     summary_key,
 )
 from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
@@ -124,12 +127,22 @@ def load_inputs(config: RunConfig):
         raise NeurozooError(
             f"config field 'scoring.n_folds': {config.scoring.n_folds} folds but only "
             f"{len(stimuli)} stimuli")
+    if len(stimuli) > config.max_gram_stimuli and "ridge" not in config.scoring.methods:
+        raise NeurozooError(
+            f"config field 'scoring.methods': {len(stimuli)} stimuli exceed "
+            f"max_gram_stimuli ({config.max_gram_stimuli}), so layers are randomly "
+            "projected (primal path) and only ridge can score them; add ridge")
     return responses, stimuli, digest
 
 
 def preflight(config: RunConfig) -> None:
-    """Check every model id, its weights and its chosen layers before work."""
+    """Check every model id, its weights and its chosen layers, and the
+    mapping device, before work."""
     import torch
+
+    from neurozoo.features import resolve_device
+
+    resolve_device(config.scoring.device)
 
     layer_keys: dict[str, list] = {}
     for key, names in config.layers.items():
@@ -245,35 +258,55 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
                   out_file: str | Path, progress: bool = True) -> dict:
     """Extract (or reuse from the cache) one model's layer summaries.
 
-    Writes ``out_file``, a JSON index: the model's provenance and, per layer,
-    its cache file, shape and relative depth.
+    Up to ``config.max_gram_stimuli`` stimuli, each layer is reduced to its
+    exact Gram summary; above, to a streamed sparse random projection (the
+    primal path; :func:`neurozoo.features.extract_auto` logs the choice).
+    Both are cached in ``cache_dir/summaries`` under keys that differ.
+
+    Writes ``out_file``, a JSON index: the model's provenance, the path taken
+    (``"gram"`` or ``"primal"``, with the projection's ``k`` and seed) and,
+    per layer, its cache file, its ``kind`` (``"summary"`` or
+    ``"projection"``), shape and relative depth.
     """
+    from neurozoo.mapping.primal import jl_dimension
+
     stimuli = load_stimulus_set(_need(Path(data_dir) / "stimuli.csv", "prepare"))
     stimuli.verify()
     loaded = load_model(model)
     t0 = time.perf_counter()
-    summaries = extract_summaries(
+    cache = config.cache_path / "summaries"
+    features = extract_auto(
         loaded, stimuli, layers=_layers_for(config, loaded.spec.model_id),
-        cache_dir=config.cache_path / "summaries", batch_size=config.batch_size,
+        cache_dir=cache, batch_size=config.batch_size,
         device=config.device, memory_budget=config.memory_budget_gb * 2**30,
-        progress=progress,
+        progress=progress, max_gram_stimuli=config.max_gram_stimuli,
+        n_components=config.projection_components, seed=config.projection_seed,
     )
     prep = loaded.preprocessing.to_dict()
     stim_id = stimuli.identity()
     arch = architecture_tag(loaded)
+    primal = any(isinstance(f, LayerProjection) for f in features.values())
+    k = (config.projection_components if config.projection_components is not None
+         else jl_dimension(len(stimuli))) if primal else None
 
     def key(layer: str) -> str:
+        if primal:
+            return projection_key(loaded.weights_sha256, prep, stim_id, layer, arch, k,
+                                  config.projection_seed)
         return summary_key(loaded.weights_sha256, prep, stim_id, layer, arch)
 
     index = {
         "model": loaded.provenance(),
         "stimuli_sha256": stim_id,
         "seconds": time.perf_counter() - t0,
+        "path": "primal" if primal else "gram",
+        **({"projection": {"k": k, "seed": config.projection_seed}} if primal else {}),
         "layers": [
             {"layer": s.layer, "index": s.index, "relative_depth": s.relative_depth,
              "n_features": s.n_features, "shape": list(s.shape),
-             "file": str(config.cache_path / "summaries" / f"{key(s.layer)}.npz")}
-            for s in summaries.values()
+             "kind": "projection" if primal else "summary",
+             "file": str(cache / f"{key(s.layer)}.npz")}
+            for s in features.values()
         ],
     }
     write_json(out_file, index)
@@ -316,7 +349,12 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
                 f"{features_file}: cache file {path} for layer {entry['layer']} is "
                 "missing; rerun the extract stage"
             )
-        summaries[entry["layer"]] = LayerSummary.load(path)
+        kind = entry.get("kind", "summary")
+        if kind not in ("summary", "projection"):
+            raise NeurozooError(f"{features_file}: layer {entry['layer']} has unknown "
+                                f"kind '{kind}'; rerun the extract stage")
+        load = LayerProjection.load if kind == "projection" else LayerSummary.load
+        summaries[entry["layer"]] = load(path)
     t0 = time.perf_counter()
     table, per_neuroid = score_model(summaries, responses,
                                      neuroids["reliability"].to_numpy(),
@@ -332,6 +370,11 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
         "stimuli_sha256": prepared["stimuli_sha256"],
         "scoring": config.to_dict()["scoring"],
         "seed": config.scoring.seed,
+        "feature_path": per_neuroid.attrs["feature_path"],
+        "methods_skipped": {
+            m: [x for x in per_neuroid.attrs["projected_layers"].split(",") if x]
+            for m in per_neuroid.attrs["gram_only_methods_skipped"].split(",") if m
+        },
     }
     per_neuroid.attrs.update({k: json.dumps(v) if isinstance(v, dict) else v
                               for k, v in provenance.items()})
@@ -359,23 +402,28 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
         tables.append(pd.read_csv(f))
         with xr.open_dataset(f.with_suffix(".nc"), engine="h5netcdf") as ds:
             rel = ds["reliability"].values
-            r = ds["ridge_r_heldout"].values
-            with np.errstate(invalid="ignore", divide="ignore"):
-                neuroid_rows.append(pd.DataFrame({
-                    "model_id": ds.attrs["model_id"],
-                    "neuroid_id": ds["neuroid_id"].values,
-                    "area": ds["area"].values, "specimen_id": ds["specimen_id"].values,
-                    "reliability": rel, "reliable": ds["reliable"].values,
-                    "ridge_r_heldout": r,
-                    "ridge_r_corrected_heldout": r / np.sqrt(rel),
-                    "ridge_fev_heldout": r * np.abs(r) / rel,
-                }))
+            cols = {
+                "model_id": ds.attrs["model_id"],
+                "neuroid_id": ds["neuroid_id"].values,
+                "area": ds["area"].values, "specimen_id": ds["specimen_id"].values,
+                "reliability": rel, "reliable": ds["reliable"].values,
+            }
+            if "ridge_r_heldout" in ds:  # absent when ridge is not among the methods
+                r = ds["ridge_r_heldout"].values
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cols.update({
+                        "ridge_r_heldout": r,
+                        "ridge_r_corrected_heldout": r / np.sqrt(rel),
+                        "ridge_fev_heldout": r * np.abs(r) / rel,
+                    })
+            neuroid_rows.append(pd.DataFrame(cols))
         feat = f.parent.parent / "features" / f.with_suffix(".json").name
         if feat.is_file():
             idx = read_json(feat)
             models[idx["model"]["model_id"]] = {
                 **idx["model"], "n_layers": len(idx["layers"]),
-                "extract_seconds": idx["seconds"]}
+                "extract_seconds": idx["seconds"],
+                "feature_path": idx.get("path", "gram")}
     table = pd.concat(tables, ignore_index=True)
     with atomic_path(out_dir / "scores.csv") as tmp:
         table.to_csv(tmp, index=False)

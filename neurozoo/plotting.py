@@ -38,9 +38,15 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_scores_by_area(table: pd.DataFrame, path: Path,
-                        metric: str = "ridge_r_corrected") -> Path:
-    """Bars: each model's held-out best-layer score per area, 95% intervals."""
-    sub = table[(table.metric == metric) & (table.selection == "best_heldout")]
+                        metric: str = "ridge_r_corrected",
+                        selection: str = "best_heldout") -> Path:
+    """Bars: each model's best-layer score per area, 95% intervals.
+
+    ``selection`` is ``"best_heldout"`` (chosen on held-out folds) or, for
+    metrics without a held-out choice (PLS, CKA), ``"in_sample_max"``
+    (chosen on the scored data, optimistic; the title says so).
+    """
+    sub = table[(table.metric == metric) & (table.selection == selection)]
     areas = _areas(sub)
     models = list(dict.fromkeys(sub["model_id"]))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(areas)), 4.2))
@@ -49,14 +55,18 @@ def plot_scores_by_area(table: pd.DataFrame, path: Path,
     for k, model in enumerate(models):
         rows = sub[sub.model_id == model].set_index("area").reindex(areas)
         x = np.arange(len(areas)) + (k - (len(models) - 1) / 2) * width
-        err = np.vstack([rows.value - rows.ci_low, rows.ci_high - rows.value])
+        # a percentile interval need not contain the value (RSA's can sit below it)
+        err = np.clip(np.vstack([rows.value - rows.ci_low, rows.ci_high - rows.value]),
+                      0, None)
         trained = bool(rows["trained"].dropna().iloc[0]) if "trained" in rows else True
         ax.bar(x, rows.value, width, yerr=err, capsize=2, label=model,
                color=cmap(k % 10), hatch=None if trained else "//",
                edgecolor="white" if trained else "black", linewidth=0.3)
     ax.set_xticks(np.arange(len(areas)), areas)
     ax.set_ylabel(f"{metric} (median over reliable neuroids)")
-    ax.set_title("Best layer per model and area (chosen on held-out folds)")
+    ax.set_title("Best layer per model and area (chosen on held-out folds)"
+                 if selection == "best_heldout" else
+                 "Best layer per model and area (chosen on the scored data: optimistic)")
     ax.axhline(0, color="grey", lw=0.5)
     ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(fig, path)
@@ -99,14 +109,33 @@ def plot_score_vs_depth(table: pd.DataFrame, path: Path,
 
 
 def plot_all(table: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Every standard figure; returns the written paths."""
+    """Every standard figure; returns the written paths.
+
+    ``scores_by_area.png`` and ``score_vs_depth.png`` show the first metric
+    present of ``ridge_r_corrected``, ``rsa``, ``pls_r_corrected`` and
+    ``cka``; RSA (when not first) gets ``rsa_by_area.png`` and
+    ``rsa_vs_depth.png``, PLS and CKA ``pls_vs_depth.png`` and
+    ``cka_vs_depth.png``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    present = [m for m in ("ridge_r_corrected", "rsa", "pls_r_corrected", "cka")
+               if (table.metric == m).any()]
+    if not present:
+        log.warning("no metric to plot in the table")
+        return []
+    first = present[0]
+    held_out = ((table.metric == first) & (table.selection == "best_heldout")).any()
     paths = [
-        plot_scores_by_area(table, out_dir / "scores_by_area.png"),
-        plot_score_vs_depth(table, out_dir / "score_vs_depth.png"),
+        plot_scores_by_area(table, out_dir / "scores_by_area.png", first,
+                            "best_heldout" if held_out else "in_sample_max"),
+        plot_score_vs_depth(table, out_dir / "score_vs_depth.png", first),
     ]
-    if (table.metric == "rsa").any():
+    if "rsa" in present[1:]:
         paths.append(plot_scores_by_area(table, out_dir / "rsa_by_area.png", "rsa"))
         paths.append(plot_score_vs_depth(table, out_dir / "rsa_vs_depth.png", "rsa"))
+    for metric, name in (("pls_r_corrected", "pls"), ("cka", "cka")):
+        if metric in present[1:]:
+            paths.append(plot_score_vs_depth(table, out_dir / f"{name}_vs_depth.png",
+                                             metric))
     log.info("wrote %d figures to %s", len(paths), out_dir)
     return paths

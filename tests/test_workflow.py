@@ -22,7 +22,8 @@ def test_snakemake_runs_every_stage(small_dataset, tmp_path, cache_env):
         "layers": {MODEL: ["features.5", "classifier.2"],
                    "torchvision:resnet18@random:1": ["layer2.1", "avgpool"]},
         "reliability_splits": 5,
-        "scoring": {"n_bootstrap": 20, "n_folds": 3},
+        "scoring": {"n_bootstrap": 20, "n_folds": 3,
+                    "methods": ["ridge", "pls", "rsa", "cka"]},
     }))
     out = tmp_path / "out"
     env = dict(os.environ)
@@ -36,6 +37,7 @@ def test_snakemake_runs_every_stage(small_dataset, tmp_path, cache_env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "scores.csv")
     assert set(table.model_id) == {MODEL, "torchvision:resnet18@random:1"}
+    assert {"ridge_r", "pls_r", "rsa", "cka"} <= set(table.metric)
     assert (out / "figures" / "scores_by_area.png").is_file()
     assert len(list((out / "features").glob("*.json"))) == 2
     assert json.loads((out / "provenance.json").read_text())["config"]["scoring"]["n_folds"] == 3
