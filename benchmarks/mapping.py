@@ -271,27 +271,37 @@ def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict
             module(preprocess_stimuli(stimuli.subset(stimuli.stimulus_ids[:2]),
                                       loaded.preprocessing))  # warm-up
         out["bare_forward_s"] = [forward()]
+    if mode == "both":
+        out["bare_forward_s"].append(forward())
     if mode in ("extract", "both"):
         out["rss_before_extract_mb"] = _maxrss_mb()
-        t0 = time.perf_counter()
-        summaries = extract_summaries(loaded, stimuli, batch_size=batch, device="cpu",
-                                      memory_budget=budget, progress=False)
-        out["extract_s"] = time.perf_counter() - t0
+        out["extract_all_s"] = []
+        for _ in range(2 if mode == "both" else 1):
+            t0 = time.perf_counter()
+            summaries = extract_summaries(loaded, stimuli, batch_size=batch, device="cpu",
+                                          memory_budget=budget, progress=False)
+            out["extract_all_s"].append(time.perf_counter() - t0)
+        out["extract_s"] = min(out["extract_all_s"])
         out["peak_rss_mb"] = _maxrss_mb()
         out["n_layers"] = len(summaries)
         out["n_features_total"] = int(sum(s.n_features for s in summaries.values()))
     if mode in ("bare", "both"):
         out["bare_forward_s"].append(forward())
-        t0 = time.perf_counter()
-        preprocess_stimuli(stimuli, loaded.preprocessing)
-        out["preprocess_s"] = time.perf_counter() - t0
+        preps = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            preprocess_stimuli(stimuli, loaded.preprocessing)
+            preps.append(time.perf_counter() - t0)
+        out["preprocess_s"] = min(preps)
     if mode == "both":
         _ratios(out)
     return out
 
 
 def _ratios(out: dict) -> None:
-    bare_s = float(np.mean(out["bare_forward_s"]))
+    """Fastest extraction over fastest bare pass, with and without the image
+    loading and preprocessing that both include."""
+    bare_s = float(np.min(out["bare_forward_s"]))
     prep = out["preprocess_s"]
     out["ratio_extract_to_bare"] = out["extract_s"] / bare_s
     out["ratio_extract_to_bare_without_preprocessing"] = (
@@ -483,10 +493,38 @@ def summarise(result: dict) -> dict:
     ext = result.get("extraction", {})
     out["extraction_ratio"] = ext.get("ratio_extract_to_bare")
     vgg = result.get("vgg16_all_layers", {})
-    out["vgg16_peak_rss_gb"] = (vgg["peak_rss_mb"] / 1024 if "peak_rss_mb" in vgg
+    out["vgg16_peak_rss_gb"] = (vgg["peak_rss_mb"] * 2**20 / 1e9 if "peak_rss_mb" in vgg
                                 else None)
     out["vgg16_extraction_ratio"] = vgg.get("ratio_extract_to_bare")
+    out["targets"] = _targets(result, out)
     return out
+
+
+def _targets(result: dict, s: dict) -> dict:
+    """Each acceptance target of the mapping engine: value, bound, met."""
+    def check(value, bound, lower_is_better):
+        if value is None:
+            return {"value": None, "bound": bound, "met": None}
+        met = value <= bound if lower_is_better else value >= bound
+        return {"value": value, "bound": bound, "met": bool(met)}
+
+    runs = result["runs"].values()
+    sk = [v[k] for d in s["speedup_vs_sklearn_ridgecv"].values() for v in d.values()
+          for k in ("cached", "scratch") if v[k] is not None]
+    hi = [v[k] for d in s["speedup_vs_himalaya"].values() for v in d.values()
+          for k in ("cached", "scratch") if v[k] is not None]
+    dr = [r[m]["max_abs_dr_vs_sklearn_ridgecv"] for r in runs
+          for m in ("neurozoo_cached_f64", "neurozoo_scratch")
+          if "max_abs_dr_vs_sklearn_ridgecv" in r.get(m, {})]
+    vgg = result.get("vgg16_all_layers", {})
+    return {
+        "min_speedup_vs_sklearn_ridgecv": check(min(sk) if sk else None, 20, False),
+        "max_abs_dr_vs_sklearn_ridgecv_f64": check(max(dr) if dr else None, 1e-6, True),
+        "min_speedup_vs_himalaya_cpu": check(min(hi) if hi else None, 1.0, False),
+        "extraction_ratio": check(s.get("extraction_ratio"), 1.25, True),
+        "vgg16_peak_rss_bytes": check(vgg["peak_rss_mb"] * 2**20
+                                      if "peak_rss_mb" in vgg else None, 3e9, True),
+    }
 
 
 def report(result: dict) -> None:
@@ -517,15 +555,21 @@ def report(result: dict) -> None:
     if "ratio_extract_to_bare" in ext:
         print(f"\n{ext['model']}: extraction with accumulation "
               f"{ext['extract_s']:.1f} s,"
-              f" bare forward {ext['bare_forward_s']} s, ratio "
-              f"{ext['ratio_extract_to_bare']:.2f}")
+              f" bare forward {min(ext['bare_forward_s']):.1f} s, ratio "
+              f"{ext['ratio_extract_to_bare']:.2f} (without image loading and "
+              f"preprocessing: {ext['ratio_extract_to_bare_without_preprocessing']:.2f})")
     vgg = result.get("vgg16_all_layers")
     if vgg and "peak_rss_mb" in vgg:
         print(f"{vgg['model']}: {vgg['n_layers']} layers, {vgg['n_features_total']} "
-              f"features, peak RSS {vgg['peak_rss_mb'] / 1024:.2f} GB, extraction "
+              f"features, peak RSS {vgg['peak_rss_mb'] * 2**20 / 1e9:.2f} GB, extraction "
               f"{vgg['extract_s']:.0f} s, ratio {vgg.get('ratio_extract_to_bare')}")
     elif vgg:
         print(f"VGG-16 run failed: {vgg.get('error', '')[-500:]}")
+    print("\ntargets:")
+    for name, t in result["summary"]["targets"].items():
+        state = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+        value = "n/a" if t["value"] is None else f"{t['value']:.4g}"
+        print(f"  {name:36s} {value:>12s} (bound {t['bound']:g}): {state}")
     print(f"load average start {result['machine']['load_average_start']}, end "
           f"{result['machine']['load_average_end']}")
 

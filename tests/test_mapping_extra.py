@@ -74,7 +74,11 @@ def test_cross_validated_ridge_matches_sklearn_loop(n, p, t):
         pred[test] = ref.predict(x[test])
         np.testing.assert_array_equal(res.alpha[f], ref.alpha_)
     np.testing.assert_allclose(res.predictions, pred, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(res.r, pearson_columns(pred, y), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.r_pooled, pearson_columns(pred, y), rtol=0, atol=1e-6)
+    per_fold = [[np.corrcoef(pred[test, j], y[test, j])[0, 1] for j in range(t)]
+                for test in folds]
+    np.testing.assert_allclose(res.r_folds, per_fold, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.r, np.mean(per_fold, axis=0), rtol=0, atol=1e-6)
     assert res.inner_r.shape == (5, t)
 
 

@@ -36,7 +36,6 @@ from neurozoo.mapping.ridge import (
     CVResult,
     _check_targets,
     center_gram,
-    pearson_columns,
 )
 
 __all__ = ["KernelPLS", "cross_validated_pls"]
@@ -199,4 +198,4 @@ def cross_validated_pls(gram: np.ndarray, y: np.ndarray, folds: list[np.ndarray]
         train = np.setdiff1d(np.arange(n), test)
         m = KernelPLS(**kwargs).fit(gram[np.ix_(train, train)], y[train])
         pred[test] = m.predict(gram[np.ix_(test, train)])
-    return CVResult(pred, pearson_columns(pred, y))
+    return CVResult.from_predictions(pred, y, folds)

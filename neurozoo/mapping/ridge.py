@@ -267,7 +267,15 @@ class CVResult:
     predictions : ndarray, shape (n_stimuli, n_targets)
         Each stimulus predicted by the model fit without its fold.
     r : ndarray, shape (n_targets,)
-        Pearson r between ``predictions`` and the targets over all stimuli.
+        Mean over folds of ``r_folds``: the definition the scores of a run use
+        (:mod:`neurozoo.scoring`).
+    r_folds : ndarray, shape (n_folds, n_targets)
+        Pearson r between the predictions and the targets on each fold's test
+        stimuli.
+    r_pooled : ndarray, shape (n_targets,)
+        Pearson r over all stimuli of the pooled out-of-fold predictions.
+        Each fold's model has its own intercept, so under the null this is
+        biased negative; it is kept for comparison with tools that report it.
     alpha : ndarray, shape (n_folds, n_targets) or None
         Chosen penalty per fold and target (ridge only).
     inner_r : ndarray, shape (n_folds, n_targets) or None
@@ -276,8 +284,19 @@ class CVResult:
 
     predictions: np.ndarray
     r: np.ndarray
+    r_folds: np.ndarray
+    r_pooled: np.ndarray
     alpha: np.ndarray | None = None
     inner_r: np.ndarray | None = None
+
+    @classmethod
+    def from_predictions(cls, predictions: np.ndarray, y: np.ndarray,
+                         folds: list[np.ndarray], **extra) -> CVResult:
+        """Per-fold, mean and pooled r of out-of-fold ``predictions``."""
+        r_folds = np.stack([pearson_columns(predictions[test], y[test])
+                            for test in folds])
+        return cls(predictions, r_folds.mean(axis=0), r_folds,
+                   pearson_columns(predictions, y), **extra)
 
 
 def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -322,4 +341,4 @@ def cross_validated_ridge(gram: np.ndarray, y: np.ndarray, folds: list[np.ndarra
         pred[test] = m.predict(gram[np.ix_(test, train)])
         alpha[f] = m.alpha_
         inner[f] = pearson_columns(m.loo_predictions_, y[train])
-    return CVResult(pred, pearson_columns(pred, y), alpha, inner)
+    return CVResult.from_predictions(pred, y, folds, alpha=alpha, inner_r=inner)
