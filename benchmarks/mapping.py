@@ -256,7 +256,8 @@ def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict
     loaded = load_model(model_id)
     module = loaded.module.eval()
     out: dict = {"model": model_id, "memory_budget": budget, "batch_size": batch,
-                 "n_stimuli": len(stimuli), "mode": mode}
+                 "n_stimuli": len(stimuli), "mode": mode,
+                 "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE")}
 
     def forward() -> float:
         t0 = time.perf_counter()
@@ -310,6 +311,8 @@ def _ratios(out: dict) -> None:
 
 def _run_worker(args: list[str], timeout: float) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if args[0] == "extract":  # as the neurozoo command line sets it (see cli.py)
+        env.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -378,7 +381,7 @@ def main() -> None:
                     default="features.2,features.7,features.12,classifier.2")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--vgg", default="torchvision:vgg16@random:0")
-    ap.add_argument("--vgg-budget", type=float, default=2**30)
+    ap.add_argument("--vgg-budget", type=float, default=0.75 * 2**30)
     ap.add_argument("--vgg-batch", type=int, default=8)
     ap.add_argument("--skip-vgg", action="store_true")
     ap.add_argument("--vgg-from", help="copy the VGG-16 result of an earlier JSON "

@@ -139,3 +139,67 @@ def test_gram_checks():
         check_gram(np.array([[1.0, 2.0], [0.0, 1.0]]))
     with pytest.raises(NeurozooError, match="non-finite"):
         check_gram(np.array([[np.nan, 0.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("n,p,chunk,threads,dtype,transposed", [
+    (13, 1000, 13 * 8 * 70, 2, torch.float32, False),   # several chunks, 2 threads
+    (13, 1000, 13 * 8 * 70, 1, torch.float32, False),   # one thread
+    (9, 3000, 1 << 23, 2, torch.float16, False),        # half precision input
+    (11, 700, 11 * 8 * 256, 2, torch.float32, True),    # non-contiguous input
+    (500, 1000, 1 << 23, 2, torch.float32, False),      # large updates: BLAS threads
+])
+def test_gram_rowsum_paths_match_brute_force(n, p, chunk, threads, dtype, transposed):
+    from neurozoo.features import gram_rowsum_from_features
+
+    rng = np.random.default_rng(n + p)
+    x = torch.from_numpy(rng.normal(size=(p, n) if transposed else (n, p))
+                         .astype(np.float32)).to(dtype)
+    if transposed:
+        x = x.T
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gram, rowsum = gram_rowsum_from_features(x, chunk_bytes=chunk)
+    finally:
+        torch.set_num_threads(before)
+    x64 = x.double().numpy()
+    ref = np.array([[sum(x64[i, k] * x64[j, k] for k in range(p)) for j in range(n)]
+                    for i in range(n)]) if n <= 13 else x64 @ x64.T
+    np.testing.assert_allclose(gram.numpy(), ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(gram.numpy(), gram.numpy().T)
+    np.testing.assert_allclose(rowsum.numpy(), x64.sum(axis=1), rtol=1e-12)
+    assert gram.dtype == torch.float64 and rowsum.dtype == torch.float64
+
+
+def test_outputs_modified_in_place_are_found_by_the_probe():
+    from neurozoo.features import modified_in_place
+
+    loaded = load_model("torchvision:alexnet@random:0")
+    names = [n for n, _ in default_layers(loaded.module, torch.zeros(1, 3, 224, 224))]
+    found = modified_in_place(loaded.module, names, torch.zeros(1, 3, 224, 224))
+    # every convolution and the first two linear layers feed an in-place ReLU
+    assert found == {"features.0", "features.3", "features.6", "features.8",
+                     "features.10", "classifier.1", "classifier.4"}
+
+
+class _BatchInplaceReLU(torch.nn.Module):
+    """A ReLU that writes in place only on batches of more than one input: the
+    one-image probe cannot see the write; the check after the pass must."""
+
+    def forward(self, x):
+        return torch.relu_(x) if x.shape[0] > 1 else torch.relu(x)
+
+
+def test_in_place_write_missed_by_the_probe_triggers_a_rerun_with_copies(
+        small_stimuli, caplog):
+    loaded = load_model("torchvision:alexnet@random:2")
+    loaded.module.features[1] = _BatchInplaceReLU()
+    with caplog.at_level("WARNING", logger="neurozoo.features"):
+        # features.2 makes the pass run through the ReLU
+        got = extract_summaries(loaded, small_stimuli, layers=["features.0", "features.2"],
+                                batch_size=4, progress=False)
+    assert "modified in place during the pass" in caplog.text
+    x = explicit_features(loaded, small_stimuli, ["features.0"])["features.0"]
+    assert (x < 0).any()  # pre-activation values survive in the reference
+    np.testing.assert_allclose(got["features.0"].gram, x @ x.T, rtol=1e-5,
+                               atol=1e-5 * np.abs(x @ x.T).max())
