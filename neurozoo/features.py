@@ -12,12 +12,17 @@ linear CKA all follow from ``(K, s, p)``.
 
 Extraction keeps memory bounded: the layers are split into groups whose
 activations for all stimuli fit ``memory_budget`` bytes (a layer larger than
-the budget forms a group of its own). For each group the network runs over
-the stimulus batches, up to the group's last layer only, each layer's
-flattened output is written into a float32 buffer, and the buffers are
-reduced to ``(K, s)`` and freed. With the default budget the whole default
-zoo on the 118 bundled images runs in one or a few passes per model. The
-result is exact: there is no random projection.
+the budget is cut into feature blocks, one pass each). For each group the
+network runs over the stimulus batches, up to the group's last layer only.
+A layer's batch outputs are kept as they are when nothing modifies them
+later (a one-image probe reads the tensors' version counters, and the
+counters are checked again after the pass); an output that is overwritten in
+place (a convolution followed by an in-place ReLU) is copied into a float32
+buffer as its hook runs. Each layer is then reduced to ``(K, s)`` in float64
+(cache-sized column chunks, symmetric rank-k updates shared among threads)
+and freed. With the default budget the whole default zoo on the 118 bundled
+images runs in one or a few passes per model. The result is exact: there is
+no random projection.
 
 Default layers
 --------------

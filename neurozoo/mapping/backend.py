@@ -57,16 +57,23 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
+#: Largest ``n`` for which n x n work runs on one thread (see
+#: :func:`small_problem_threads`).
+SMALL_N = 512
+
+
 @contextmanager
-def small_problem_threads(device: torch.device):
+def small_problem_threads(device: torch.device, n: int | None = None):
     """One BLAS/LAPACK and torch thread for n x n work on the CPU.
 
     Multithreaded OpenBLAS on small matrices (n ~ 100) can be a hundred times
     slower than one thread when the cores are shared (threads spin waiting
     for each other). Uses ``threadpoolctl`` when installed; restores the torch
-    thread count afterwards. Does nothing for other devices.
+    thread count afterwards. Does nothing for other devices, nor when ``n``
+    is given and larger than :data:`SMALL_N` (large products use the threads
+    well).
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or (n is not None and n > SMALL_N):
         yield
         return
     controller = _blas_controller()

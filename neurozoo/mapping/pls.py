@@ -120,7 +120,7 @@ class KernelPLS:
         d = torch.eye(n, dtype=f64, device=dev)
         scale = max(float(torch.trace(k0)), 1e-300)
         scores, dirs = [], []
-        with small_problem_threads(dev):
+        with small_problem_threads(dev, n):
             for k in range(int(self.n_components)):
                 kk = d @ k0 @ d
                 sk = d @ s0 @ d

@@ -165,7 +165,7 @@ class KernelRidgeCV:
             raise NeurozooError("ridge: penalties must be positive")
         # On the CPU the work is many small products: one thread each is
         # faster than threads waiting for each other (see small_problem_threads).
-        with small_problem_threads(dev):
+        with small_problem_threads(dev, n):
             best, loo_mse, w_d, q, qty, yt = self._loo(kc, y, alphas, dev, dt)
             w_sel = w_d[best].T  # (n, t)
             qd = q.to(dt)
@@ -254,7 +254,7 @@ class KernelRidgeCV:
         k = np.asarray(gram_test_train, dtype=np.float64)
         kc = (k - k.mean(axis=1, keepdims=True) - self._train_row_mean[None, :]
               + self._train_mean)
-        with small_problem_threads(torch.device("cpu")):
+        with small_problem_threads(torch.device("cpu"), k.shape[1]):
             return kc @ self.dual_coef_ + self.y_mean_
 
 
