@@ -77,6 +77,15 @@ _SKIP = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.Dropout3d, nn.AlphaDropout,
          nn.Identity, nn.Flatten)
 
 
+def _write_npz(path: str | os.PathLike, meta: dict, **fields) -> None:
+    """``fields`` and ``meta`` (as JSON text) to an ``.npz``, atomically."""
+    import json
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=json.dumps(meta, sort_keys=True), **fields)
+
+
 @dataclass
 class LayerSummary:
     """What the mapping needs of one layer.
@@ -109,16 +118,10 @@ class LayerSummary:
 
     def save(self, path: str | os.PathLike, meta: dict) -> None:
         """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
-        import json
-
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f, gram=self.gram, rowsum=self.rowsum,
-                    n_features=self.n_features, shape=np.asarray(self.shape),
-                    index=self.index, relative_depth=self.relative_depth,
-                    layer=self.layer, meta=json.dumps(meta, sort_keys=True),
-                )
+        _write_npz(path, meta, gram=self.gram, rowsum=self.rowsum,
+                   n_features=self.n_features, shape=np.asarray(self.shape),
+                   index=self.index, relative_depth=self.relative_depth,
+                   layer=self.layer)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LayerSummary:
@@ -673,17 +676,10 @@ class LayerProjection:
 
     def save(self, path: str | os.PathLike, meta: dict) -> None:
         """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
-        import json
-
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f, z=self.z, n_features=self.n_features,
-                    shape=np.asarray(self.shape), index=self.index,
-                    relative_depth=self.relative_depth, seed=self.seed,
-                    layer=self.layer, kind="projection",
-                    meta=json.dumps(meta, sort_keys=True),
-                )
+        _write_npz(path, meta, z=self.z, n_features=self.n_features,
+                   shape=np.asarray(self.shape), index=self.index,
+                   relative_depth=self.relative_depth, seed=self.seed,
+                   layer=self.layer, kind="projection")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LayerProjection:
