@@ -346,7 +346,7 @@ def gram_rowsum_from_features(x: torch.Tensor | list[torch.Tensor],
         return (gram + gram.T) / 2, rowsum
     from concurrent.futures import ThreadPoolExecutor
 
-    from neurozoo.mapping.backend import small_problem_threads
+    from neurozoo.mapping.backend import SMALL_N, small_problem_threads
 
     arrays, offsets = [], [0]
     for b in blocks:
@@ -355,7 +355,10 @@ def gram_rowsum_from_features(x: torch.Tensor | list[torch.Tensor],
         arrays.append(b.detach().numpy())
         offsets.append(offsets[-1] + b.shape[0])
     starts = list(range(0, p, step))
-    workers = max(1, min(torch.get_num_threads(), len(starts)))
+    # Small n: the chunks are shared among threads that each call
+    # single-threaded BLAS (see small_problem_threads: a multithreaded BLAS on
+    # updates this small mostly synchronises). Large n: BLAS's own threads.
+    workers = max(1, min(torch.get_num_threads(), len(starts))) if n <= SMALL_N else 1
 
     def accumulate(first: int) -> tuple[np.ndarray, np.ndarray]:
         gram = np.zeros((n, n), dtype=np.float64)
@@ -372,20 +375,12 @@ def gram_rowsum_from_features(x: torch.Tensor | list[torch.Tensor],
             gram += b @ b.T
         return gram, rowsum
 
-    if n * n * step >= 2e8:  # large updates: BLAS's own threads do well
-        workers = 1
-        parts = [accumulate(0)]
-    else:
-        # Small updates (n up to a few hundred): the chunks are shared among
-        # threads that each call single-threaded BLAS. A multithreaded BLAS
-        # on updates this small spends its time synchronising, and on shared
-        # cores was ten times slower than one thread (measured).
-        with small_problem_threads(torch.device("cpu")):
-            if workers == 1:
-                parts = [accumulate(0)]
-            else:
-                with ThreadPoolExecutor(workers) as pool:
-                    parts = list(pool.map(accumulate, range(workers)))
+    with small_problem_threads(torch.device("cpu"), n):
+        if workers == 1:
+            parts = [accumulate(0)]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(accumulate, range(workers)))
     gram = sum(part[0] for part in parts)
     rowsum = torch.from_numpy(sum(part[1] for part in parts))
     return torch.from_numpy((gram + gram.T) / 2), rowsum
