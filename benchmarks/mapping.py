@@ -25,6 +25,13 @@ What it does, in one run on this machine:
 
 Results and a machine description go to ``benchmarks/results/mapping.json``.
 The machine may be shared: the load average before and after is recorded.
+
+BLAS kernels: some machines set ``OPENBLAS_CORETYPE`` (and
+``OPENBLAS_L2_SIZE``) to pin an older OpenBLAS kernel, which slows a current
+numpy. The workers run without both (``--keep-blas-env`` keeps them), so every
+method, scikit-learn's and himalaya's included, gets the kernel OpenBLAS picks
+for this processor; each worker records the kernel it ran (threadpoolctl) and
+the machine description records the values that were removed.
 """
 
 from __future__ import annotations
@@ -54,6 +61,18 @@ METHODS = {
     "sklearn_pls": "scikit-learn PLSRegression(25, scale=False)",
     "neurozoo_pls": "neurozoo kernel PLS(25) from cached Gram",
 }
+
+
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _blas() -> list[dict]:
+    """The BLAS libraries loaded in this process and the kernel each runs."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: i.get(k) for k in ("internal_api", "version", "architecture",
+                                   "num_threads")}
+            for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
 def _maxrss_mb(reset: bool = False) -> float:
@@ -100,6 +119,7 @@ def machine() -> dict:
         pass
     return {
         "cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem,
+        "blas_env_of_the_shell": {k: os.environ.get(k) for k in BLAS_ENV},
         "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
         "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "sklearn": sklearn.__version__,
@@ -238,7 +258,7 @@ def _ridge_worker(method: str, work: Path, layer: str, repeat: int) -> dict:
     peak = _maxrss_mb()
     np.save(work / f"r_{method}_{layer}.npy", pearson_columns(pred, y))
     return {"wall_s": min(walls), "wall_all_s": walls, "peak_rss_mb": peak,
-            "peak_rss_growth_mb": peak - inputs, **extra}
+            "peak_rss_growth_mb": peak - inputs, "blas": _blas(), **extra}
 
 
 def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict:
@@ -296,6 +316,7 @@ def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict
         out["preprocess_s"] = min(preps)
     if mode == "both":
         _ratios(out)
+    out["blas"] = _blas()
     return out
 
 
@@ -309,8 +330,11 @@ def _ratios(out: dict) -> None:
         (out["extract_s"] - prep) / (bare_s - prep))
 
 
-def _run_worker(args: list[str], timeout: float) -> dict:
+def _run_worker(args: list[str], timeout: float, keep_blas_env: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not keep_blas_env:
+        for key in BLAS_ENV:
+            env.pop(key, None)
     if args[0] == "extract":  # as the neurozoo command line sets it (see cli.py)
         env.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
@@ -389,6 +413,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per method while one takes under 60 s (fastest kept)")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--keep-blas-env", action="store_true",
+                    help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the workers")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mapping.json"))
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -405,7 +431,8 @@ def main() -> None:
 
     layers = args.layers.split(",")
     methods = args.methods.split(",")
-    result: dict = {"machine": machine(), "model": args.model, "methods": {
+    result: dict = {"machine": machine(), "blas_env_removed_for_workers": not
+                    args.keep_blas_env, "model": args.model, "methods": {
         m: METHODS[m] for m in methods}, "memory_measure": (
         "fresh subprocess per method; peak RSS from /proc/self/status VmHWM, reset "
         "(clear_refs) after the inputs are loaded; peak_rss_mb: peak during the "
@@ -423,7 +450,8 @@ def main() -> None:
             runs[layer] = {}
             for method in methods:
                 res = _run_worker(["ridge", method, str(work), layer,
-                                   str(args.repeat)], args.timeout)
+                                   str(args.repeat)], args.timeout,
+                                  args.keep_blas_env)
                 rfile = work / f"r_{method}_{layer}.npy"
                 if rfile.is_file():
                     r = np.load(rfile)
@@ -452,7 +480,8 @@ def main() -> None:
         result["runs"] = runs
     print("extraction vs bare forward pass ...", flush=True)
     result["extraction"] = _run_worker(
-        ["extract", args.model, str(2 * 2**30), "32", "both"], args.timeout)
+        ["extract", args.model, str(2 * 2**30), "32", "both"], args.timeout,
+        args.keep_blas_env)
     if args.vgg_from:
         earlier = json.loads(Path(args.vgg_from).read_text())
         result["vgg16_all_layers"] = {**earlier["vgg16_all_layers"],
@@ -461,10 +490,10 @@ def main() -> None:
         print("VGG-16, every default layer ...", flush=True)
         vgg = _run_worker(
             ["extract", args.vgg, str(args.vgg_budget), str(args.vgg_batch), "extract"],
-            3 * args.timeout)
+            3 * args.timeout, args.keep_blas_env)
         bare = _run_worker(
             ["extract", args.vgg, str(args.vgg_budget), str(args.vgg_batch), "bare"],
-            3 * args.timeout)
+            3 * args.timeout, args.keep_blas_env)
         if "extract_s" in vgg and "bare_forward_s" in bare:
             vgg.update(bare_forward_s=bare["bare_forward_s"],
                        preprocess_s=bare["preprocess_s"],
