@@ -203,3 +203,22 @@ def test_in_place_write_missed_by_the_probe_triggers_a_rerun_with_copies(
     assert (x < 0).any()  # pre-activation values survive in the reference
     np.testing.assert_allclose(got["features.0"].gram, x @ x.T, rtol=1e-5,
                                atol=1e-5 * np.abs(x @ x.T).max())
+
+
+def test_threaded_preprocessing_equals_serial_and_names_a_bad_image(small_stimuli, tmp_path):
+    from neurozoo.data.stimuli import StimulusSet
+
+    loaded = load_model("torchvision:alexnet@random:0")
+    serial = preprocess_stimuli(small_stimuli, loaded.preprocessing, workers=1)
+    threaded = preprocess_stimuli(small_stimuli, loaded.preprocessing, workers=3)
+    assert serial.shape == (10, 3, 224, 224)
+    assert torch.equal(serial, threaded)
+    # an undecodable file in the middle of the set: the error names it
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    paths = list(small_stimuli.paths)
+    paths[6] = bad
+    broken = StimulusSet(small_stimuli.stimulus_ids, paths)
+    with pytest.raises(NeurozooError, match=f"stimulus {small_stimuli.stimulus_ids[6]}: "
+                                            "cannot decode image"):
+        preprocess_stimuli(broken, loaded.preprocessing, workers=3)
