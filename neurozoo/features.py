@@ -37,6 +37,7 @@ execution; a layer's relative depth is its index over (number of layers - 1).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ __all__ = [
     "LayerProjection",
     "extract_projections",
     "extract_auto",
+    "exact_float32",
     "MAX_GRAM_STIMULI",
     "summary_key",
     "projection_key",
@@ -400,6 +402,41 @@ def gram_rowsum_from_features(x: torch.Tensor | list[torch.Tensor],
     return torch.from_numpy((gram + gram.T) / 2), rowsum
 
 
+@contextlib.contextmanager
+def exact_float32(device: torch.device):
+    """Full float32 precision for convolutions and matrix products on a GPU.
+
+    PyTorch lets cuDNN run float32 convolutions in TF32 (10-bit mantissa) on
+    Ampere and newer GPUs by default, which would make GPU features differ
+    from CPU features by about 1e-3 relative. Extraction turns that off for
+    its duration and restores the previous settings afterwards. On the CPU
+    this does nothing.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    if hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"):
+        # the precision API of torch >= 2.9 (mixing it with allow_tf32 is an error)
+        knobs = [torch.backends.cudnn.conv, torch.backends.cudnn.rnn,
+                 torch.backends.cuda.matmul]
+        old = [k.fp32_precision for k in knobs]
+        for k in knobs:
+            k.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for k, value in zip(knobs, old):
+                k.fp32_precision = value
+        return
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 class _Stop(Exception):
     pass
 
@@ -542,7 +579,7 @@ def _run_group(module: nn.Module, mods: dict, group: list[tuple[str, int, int]],
     bar = tqdm(range(0, n, batch_size), disable=not progress, leave=False,
                desc=f"{model_id} [{names[0]}..{names[-1]}{block}]")
     try:
-        with torch.no_grad():  # not inference mode: version counters are needed
+        with torch.no_grad(), exact_float32(dev):  # no_grad: versions are kept
             for lo in bar:
                 hi = min(lo + batch_size, n)
                 state.update(lo=lo, hi=hi, left=set(names))
@@ -654,7 +691,7 @@ def extract_summaries(
                 summary.save(cache / f"{key}.npz", {
                     "model_id": loaded.spec.model_id, "layer": nm,
                     "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
-                    "preprocessing": prep, "version": EXTRACTION_VERSION,
+                    "preprocessing": prep, "version": EXTRACTION_VERSION, "device": str(dev),
                 })
     module.to("cpu")
     return {name: results[name] for name, _ in chosen}
@@ -813,7 +850,7 @@ def extract_projections(
 
     handles = [mods[nm].register_forward_hook(hook(nm)) for nm, _ in todo]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), exact_float32(dev):
             for lo in tqdm(range(0, n, batch_size), disable=not progress, leave=False,
                            desc=f"{loaded.spec.model_id} [projection]"):
                 hi = min(lo + batch_size, n)
@@ -834,7 +871,7 @@ def extract_projections(
             result[nm].save(cache_file(nm), {
                 "model_id": loaded.spec.model_id, "layer": nm, "kind": "projection",
                 "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
-                "preprocessing": prep, "version": EXTRACTION_VERSION, "k": k,
+                "preprocessing": prep, "version": EXTRACTION_VERSION, "k": k, "device": str(dev),
                 "seed": seed,
             })
     return {nm: result[nm] for nm, _ in chosen}

@@ -52,6 +52,7 @@ from neurozoo.features import (
     summary_key,
 )
 from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
+from neurozoo.mapping.ridge import MIN_TEST_STIMULI
 from neurozoo.models.zoo import load_model, resolve_model_id
 from neurozoo.scoring import score_model
 
@@ -123,10 +124,11 @@ def load_inputs(config: RunConfig):
     stimuli.verify()
     for i in range(len(stimuli)):
         stimuli.load_image(i)
-    if config.scoring.n_folds > len(stimuli):
+    if config.scoring.n_folds > len(stimuli) // MIN_TEST_STIMULI:
         raise NeurozooError(
-            f"config field 'scoring.n_folds': {config.scoring.n_folds} folds but only "
-            f"{len(stimuli)} stimuli")
+            f"config field 'scoring.n_folds': {config.scoring.n_folds} folds for "
+            f"{len(stimuli)} stimuli; each test fold needs at least {MIN_TEST_STIMULI} "
+            f"stimuli, so at most {len(stimuli) // MIN_TEST_STIMULI} folds")
     if len(stimuli) > config.max_gram_stimuli and "ridge" not in config.scoring.methods:
         raise NeurozooError(
             f"config field 'scoring.methods': {len(stimuli)} stimuli exceed "

@@ -63,6 +63,7 @@ matrix and skip them, with a warning naming the layers.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,8 +77,8 @@ from neurozoo.mapping.rsa import (
     compare_rdms,
     kendall_tau_a,
     linear_cka,
+    neural_rdm,
     rdm_from_gram,
-    rdm_from_patterns,
     upper,
 )
 
@@ -218,27 +219,6 @@ def complete_repeats(values: np.ndarray) -> np.ndarray:
     if dropped:
         log.warning("%d finite values in incomplete repeats are not used", dropped)
     return np.where(complete, values, np.nan)
-
-
-def neural_rdm(patterns: np.ndarray, distance: str = "correlation") -> np.ndarray:
-    """RDM of neural patterns, each neuroid z-scored across stimuli first.
-
-    Without z-scoring, the stimulus patterns share every neuroid's mean rate
-    and correlation distance mostly tracks the overall response size; for
-    Euclidean distance, the neuroids with the largest rates would dominate.
-
-    Parameters
-    ----------
-    patterns : ndarray, shape (n_stimuli, n_neuroids)
-    distance : {"correlation", "euclidean"}
-
-    Returns
-    -------
-    ndarray, shape (n_stimuli, n_stimuli)
-    """
-    sd = patterns.std(axis=0)
-    z = (patterns - patterns.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return rdm_from_patterns(z, distance)
 
 
 def rdm_split_half_ceiling(values: np.ndarray, n_splits: int = 20, seed: int = 0,
@@ -571,6 +551,11 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                           config.rsa_distance) if g else None
             for x, g in zip(layers, is_gram)
         ]
+        for name, ref in zip(layers, layer_rdms):
+            if ref is not None and not np.isfinite(upper(ref)).all():
+                log.warning("%s, layer %s: its RDM is undefined for some stimuli (a "
+                            "constant pattern has no correlation distance); the layer "
+                            "gets no RSA rows", model_id, name)
     do_pls = "pls" in methods and any(is_gram)
     if do_pls:
         pls_r_folds = np.full((config.n_folds, n_layers, t), np.nan)
@@ -625,19 +610,26 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                     add(name, li, area, metric, "layer", st, n_area, n_rel)
                     per_layer.setdefault(metric, []).append(st)
             for metric, stats_list in per_layer.items():
-                best_in = int(np.nanargmax([st[0] for st in stats_list]))
-                add(layers[best_in], best_in, area, metric, "in_sample_max",
-                    stats_list[best_in], n_area, n_rel)
-            # ---- ridge, nested best layer
-            chosen = []
-            for f in range(len(folds)):
-                chosen.append(int(np.nanargmax(np.nanmedian(inner_r[f][:, sel], axis=1))))
-            r_heldout[sel] = np.mean([r_folds[f, li][sel] for f, li in enumerate(chosen)],
-                                     axis=0)
-            mode = max(set(chosen), key=chosen.count)
-            for metric, v in metrics(np.where(sel, r_heldout, np.nan)).items():
-                add(layers[mode], mode, area, metric, "best_heldout",
-                    bootstrap_median(v[sel], config.n_bootstrap, seed), n_area, n_rel)
+                add_in_sample_max(area, metric, list(enumerate(stats_list)), n_area,
+                                  n_rel)
+            # ---- ridge, nested best layer (none when a fold has no finite
+            # inner score, e.g. every layer predicts a constant)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians
+                inner_med = [np.nanmedian(inner_r[f][:, sel], axis=1)
+                             for f in range(len(folds))]
+            if all(np.isfinite(m).any() for m in inner_med):
+                chosen = [int(np.nanargmax(m)) for m in inner_med]
+                r_heldout[sel] = np.mean([r_folds[f, li][sel]
+                                          for f, li in enumerate(chosen)], axis=0)
+                mode = max(set(chosen), key=chosen.count)
+                for metric, v in metrics(np.where(sel, r_heldout, np.nan)).items():
+                    add(layers[mode], mode, area, metric, "best_heldout",
+                        bootstrap_median(v[sel], config.n_bootstrap, seed), n_area,
+                        n_rel)
+            else:
+                log.warning("%s, %s: no layer has a finite leave-one-out score in "
+                            "some fold; no held-out best layer", model_id, area)
 
         if do_pls:
             # ---- PLS: fit on all of the area's neuroids (targets are joint)
@@ -689,28 +681,36 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 bi = int(np.nanargmax(rsa_vals))
                 add(layers[bi], bi, area, "rsa", "in_sample_max",
                     (rsa_vals[bi], np.nan, np.nan), n_area, n_rel)
-                # nested: choose on training stimuli, evaluate on test stimuli
+                # nested: choose on training stimuli, evaluate on test stimuli.
+                # The area RDMs are rebuilt per fold: the training RDM from the
+                # training stimuli alone, the test RDM z-scored with the training
+                # statistics (the all-stimuli RDM z-scores with test responses).
                 held, chosen = [], []
+                y_sel = y[:, sel]
                 for test in folds:
                     train = np.setdiff1d(np.arange(n), test)
+                    rdm_train = neural_rdm(y_sel[train], config.rsa_distance)
                     tr_scores = [
-                        compare_rdms(area_rdm[np.ix_(train, train)],
-                                     layer_rdms[li][np.ix_(train, train)],
+                        compare_rdms(rdm_train, layer_rdms[li][np.ix_(train, train)],
                                      comparison)
                         if np.isfinite(rsa_vals[li]) else np.nan
                         for li in range(n_layers)
                     ]
+                    if not np.isfinite(tr_scores).any():
+                        continue
                     li = int(np.nanargmax(tr_scores))
                     chosen.append(li)
-                    held.append(compare_rdms(area_rdm[np.ix_(test, test)],
-                                             layer_rdms[li][np.ix_(test, test)],
+                    rdm_test = neural_rdm(y_sel[test], config.rsa_distance,
+                                          reference=y_sel[train])
+                    held.append(compare_rdms(rdm_test, layer_rdms[li][np.ix_(test, test)],
                                              comparison))
-                mode = max(set(chosen), key=chosen.count)
-                # mean over folds of the RSA on each fold's test stimuli only (about
-                # n / n_folds stimuli): not comparable to the all-stimuli rows, and
-                # without an interval (NaN).
-                add(layers[mode], mode, area, "rsa", "best_heldout",
-                    (float(np.nanmean(held)), np.nan, np.nan), n_area, n_rel)
+                if chosen:
+                    mode = max(set(chosen), key=chosen.count)
+                    # mean over folds of the RSA on each fold's test stimuli only (about
+                    # n / n_folds stimuli): not comparable to the all-stimuli rows, and
+                    # without an interval (NaN).
+                    add(layers[mode], mode, area, "rsa", "best_heldout",
+                        (float(np.nanmean(held)), np.nan, np.nan), n_area, n_rel)
 
         if do_cka:
             # ---- linear CKA with the trial means of the reliable neuroids

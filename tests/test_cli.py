@@ -138,6 +138,20 @@ def test_bad_input_fails_cleanly(kind, needle, small_dataset, tmp_path, cache_en
     assert not out.exists()  # no partial results
 
 
+def test_too_many_folds_for_the_stimuli_is_an_error(small_dataset, tmp_path, capsys):
+    import xarray as xr
+
+    n = xr.open_dataset(small_dataset / "responses.nc").sizes["stimulus"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {small_dataset / 'responses.nc'}\n"
+                   f"stimuli: {small_dataset / 'stimuli'}\n"
+                   f"scoring:\n  n_folds: {n // 3 + 1}\n")
+    code, _, stderr = run_cli(["run", "--config", cfg, "--out", tmp_path / "o"], capsys)
+    assert code == 2
+    assert "scoring.n_folds" in stderr and f"at most {n // 3} folds" in stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
 def test_bad_config_field_is_named(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("scoring:\n  n_folds: 1\n")

@@ -222,3 +222,17 @@ def test_threaded_preprocessing_equals_serial_and_names_a_bad_image(small_stimul
     with pytest.raises(NeurozooError, match=f"stimulus {small_stimuli.stimulus_ids[6]}: "
                                             "cannot decode image"):
         preprocess_stimuli(broken, loaded.preprocessing, workers=3)
+
+
+def test_exact_float32_turns_tf32_off_on_gpus_only_and_restores_it():
+    from neurozoo.features import exact_float32
+
+    knobs = [torch.backends.cudnn.conv, torch.backends.cudnn.rnn,
+             torch.backends.cuda.matmul]
+    before = [k.fp32_precision for k in knobs]
+    assert before[0] == "tf32"  # torch's default for cuDNN convolutions
+    with exact_float32(torch.device("cpu")):
+        assert [k.fp32_precision for k in knobs] == before
+    with exact_float32(torch.device("cuda")):  # flags only: no GPU needed
+        assert [k.fp32_precision for k in knobs] == ["ieee"] * 3
+    assert [k.fp32_precision for k in knobs] == before

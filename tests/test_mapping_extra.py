@@ -211,15 +211,20 @@ def test_score_layer_dispatch(bundled):
     np.testing.assert_array_equal(
         pls.predictions, cross_validated_pls(s.gram, y, folds, n_components=5)
         .predictions)
+    # the area RDM z-scores each neuroid across stimuli, as the run does
+    assert (y.std(axis=0) > 0).all()
+    z = (y - y.mean(axis=0)) / y.std(axis=0)
     for dist, comp in itertools.product(("correlation", "euclidean"),
                                         ("spearman", "pearson", "kendall_a")):
         got = score_layer("rsa", s, y, distance=dist, comparison=comp)
-        want = compare_rdms(rdm_from_patterns(y, dist), rdm_from_patterns(x, dist),
+        want = compare_rdms(rdm_from_patterns(z, dist), rdm_from_patterns(x, dist),
                             comp)
         assert got == pytest.approx(want, abs=1e-9)
-    xa, ya = upper(rdm_from_patterns(x)), upper(rdm_from_patterns(y))
+    xa, za = upper(rdm_from_patterns(x)), upper(1 - np.corrcoef(z))
     assert score_layer("rsa", s, y) == pytest.approx(
-        stats.spearmanr(xa, ya).statistic, abs=1e-9)
+        stats.spearmanr(xa, za).statistic, abs=1e-9)
+    assert abs(score_layer("rsa", s, y) - stats.spearmanr(
+        xa, upper(rdm_from_patterns(y))).statistic) > 1e-3  # raw y would differ
 
 
 def test_score_layer_rejects_unknown_and_bad_input():
@@ -231,14 +236,40 @@ def test_score_layer_rejects_unknown_and_bad_input():
     asym[0, 1] = 1.0
     for method in METHODS:
         with pytest.raises(NeurozooError, match="not symmetric"):
-            score_layer(method, asym, y, kfold_indices(4, 2, 0))
+            score_layer(method, asym, y, kfold_indices(6, 2, 0))
         with pytest.raises(NeurozooError, match="non-finite"):
-            score_layer(method, np.full((4, 4), np.nan), y, kfold_indices(4, 2, 0))
+            score_layer(method, np.full((4, 4), np.nan), y, kfold_indices(6, 2, 0))
     with pytest.raises(NeurozooError, match="folds"):
         score_layer("ridge", np.eye(4), y)
     with pytest.raises(NeurozooError, match="comparisons"):
         score_layer("rsa", {"gram": np.eye(4), "rowsum": np.ones(4), "n_features": 4},
                     y, comparison="cosine")
+
+
+@pytest.mark.parametrize("folds,needle", [
+    ([np.arange(0, 5), np.arange(5, 7)], "fold 1: 2 test stimuli"),
+    ([np.arange(0, 4), np.arange(3, 7)], "1 in several"),
+    ([np.arange(0, 3), np.arange(3, 6)], "1 stimuli in none"),
+    ([np.arange(0, 7)], "at least 2 folds"),
+    ([np.arange(0, 4), np.arange(4, 8)], "outside"),
+    ([np.arange(0, 4) + 0.5, np.arange(4, 7)], "integer"),
+])
+def test_bad_folds_are_rejected(folds, needle):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    y = rng.normal(size=(7, 2))
+    for method in ("ridge", "pls"):
+        with pytest.raises(NeurozooError, match=needle):
+            score_layer(method, x @ x.T, y, folds)
+
+
+def test_kfold_needs_three_test_stimuli_per_fold():
+    folds = kfold_indices(9, 3, 0)
+    assert sorted(np.concatenate(folds)) == list(range(9))
+    assert [len(f) for f in folds] == [3, 3, 3]
+    for n, k in ((9, 4), (5, 2), (118, 40)):
+        with pytest.raises(NeurozooError, match="at least 3 stimuli"):
+            kfold_indices(n, k, 0)
 
 
 def test_gram_rowsum_from_features_matches_numpy():

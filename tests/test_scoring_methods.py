@@ -268,6 +268,42 @@ def test_rsa_euclidean_kendall_rows_and_ceiling(real):
             "layer", "in_sample_max", "best_heldout", "area"}
 
 
+def test_rsa_best_heldout_uses_training_stimuli_only(real, scored_all):
+    """Brute force: per fold, the area RDM of the training stimuli (z-scored
+    with their own statistics) picks the layer; the test stimuli, z-scored
+    with the training statistics, score it."""
+    from scipy.stats import spearmanr
+
+    sub, rel, summaries, _, y = real
+    table, _ = scored_all
+    areas = np.asarray(sub.coords["area"].values)
+    n = y.shape[0]
+    layer_rdms = [rdm_from_gram(summaries[x].gram, summaries[x].rowsum,
+                                summaries[x].n_features) for x in LAYERS]
+    iu = np.triu_indices
+    for area in ("VISp", "VISl"):
+        sel = (areas == area) & (rel >= 0.5)
+        held, chosen = [], []
+        for test in kfold_indices(n, 5, 0):
+            train = np.setdiff1d(np.arange(n), test)
+            ytr = y[train][:, sel]
+            mu, sd = ytr.mean(axis=0), ytr.std(axis=0)
+            rdm_tr = 1 - np.corrcoef((ytr - mu) / sd)
+            k = len(train)
+            scores = [spearmanr(rdm_tr[iu(k, 1)], r[np.ix_(train, train)][iu(k, 1)])[0]
+                      for r in layer_rdms]
+            li = int(np.argmax(scores))
+            chosen.append(li)
+            rdm_te = 1 - np.corrcoef((y[test][:, sel] - mu) / sd)
+            m = len(test)
+            held.append(spearmanr(rdm_te[iu(m, 1)],
+                                  layer_rdms[li][np.ix_(test, test)][iu(m, 1)])[0])
+        row = table[(table.metric == "rsa") & (table.area == area)
+                    & (table.selection == "best_heldout")]
+        assert row.value.item() == pytest.approx(np.mean(held), abs=1e-12)
+        assert row.layer.item() == LAYERS[max(set(chosen), key=chosen.count)]
+
+
 # ---------------------------------------------------------------- the CLI
 def test_cli_run_with_pls_and_cka(small_dataset, tmp_path, cache_env, capsys, caplog):
     cfg = tmp_path / "cfg.yaml"

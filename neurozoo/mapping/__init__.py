@@ -7,6 +7,7 @@ from neurozoo.mapping.ridge import (
     KernelRidgeCV,
     alpha_grid,
     center_gram,
+    check_folds,
     cross_validated_ridge,
     kfold_indices,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "KernelRidgeCV",
     "alpha_grid",
     "center_gram",
+    "check_folds",
     "compare_rdms",
     "cross_validated_pls",
     "cross_validated_ridge",

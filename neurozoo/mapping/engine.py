@@ -23,8 +23,8 @@ from neurozoo.mapping.rsa import (
     DISTANCES,
     compare_rdms,
     linear_cka,
+    neural_rdm,
     rdm_from_gram,
-    rdm_from_patterns,
 )
 
 __all__ = ["METHODS", "score_layer"]
@@ -63,7 +63,9 @@ def score_layer(method: str, summary, y: np.ndarray,
         ridge: ``alphas``, ``n_alphas``, ``alpha_low``, ``alpha_high``,
         ``device``, ``dtype``; pls: ``n_components``, ``device``, ``dtype``;
         rsa: ``distance`` (correlation, euclidean), ``comparison`` (spearman,
-        pearson, kendall_a).
+        pearson, kendall_a). The area RDM z-scores each neuroid across
+        stimuli first (:func:`~neurozoo.mapping.rsa.neural_rdm`), as
+        ``neurozoo run`` does; the layer RDM uses the raw features.
 
     Returns
     -------
@@ -107,4 +109,4 @@ def score_layer(method: str, summary, y: np.ndarray,
                             "number of features of the layer")
     layer_rdm = rdm_from_gram(gram, np.asarray(rowsum) if rowsum is not None else None,
                               n_features, distance)
-    return compare_rdms(rdm_from_patterns(y, distance), layer_rdm, comparison)
+    return compare_rdms(neural_rdm(y, distance), layer_rdm, comparison)

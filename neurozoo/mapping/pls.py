@@ -36,6 +36,7 @@ from neurozoo.mapping.ridge import (
     CVResult,
     _check_targets,
     center_gram,
+    check_folds,
 )
 
 __all__ = ["KernelPLS", "cross_validated_pls"]
@@ -193,6 +194,7 @@ def cross_validated_pls(gram: np.ndarray, y: np.ndarray, folds: list[np.ndarray]
     check_gram(gram, "pls")
     y = _check_targets(y, gram.shape[0], "pls")
     n = y.shape[0]
+    folds = check_folds(folds, n)
     pred = np.empty_like(y)
     for test in folds:
         train = np.setdiff1d(np.arange(n), test)

@@ -65,16 +65,52 @@ def alpha_grid(gram_centered: np.ndarray, n_alphas: int = 30,
     return scale * np.logspace(np.log10(low), np.log10(high), n_alphas)
 
 
+MIN_TEST_STIMULI = 3
+"""Smallest outer test fold: a Pearson r on 1 stimulus is undefined, on 2 it is +-1."""
+
+
 def kfold_indices(n: int, n_folds: int, seed: int) -> list[np.ndarray]:
     """Test indices of ``n_folds`` seeded random folds of ``range(n)``.
 
     A permutation from ``numpy.random.default_rng(seed)`` cut into contiguous
-    nearly equal parts (``numpy.array_split``); each part sorted.
+    nearly equal parts (``numpy.array_split``); each part sorted. Each part
+    must hold at least :data:`MIN_TEST_STIMULI` stimuli, so ``n_folds`` is at
+    most ``n // 3``.
     """
-    if not 2 <= n_folds <= n:
-        raise NeurozooError(f"n_folds must be in [2, {n}], got {n_folds}")
+    top = n // MIN_TEST_STIMULI
+    if not 2 <= n_folds <= top:
+        raise NeurozooError(
+            f"n_folds must be in [2, {top}] for {n} stimuli (each test fold needs at "
+            f"least {MIN_TEST_STIMULI} stimuli for a Pearson r), got {n_folds}")
     perm = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(perm, n_folds)]
+
+
+def check_folds(folds: list, n: int) -> list[np.ndarray]:
+    """Outer folds as integer arrays, checked to partition ``range(n)``.
+
+    Each stimulus must be in exactly one test fold, and each test fold must
+    hold at least :data:`MIN_TEST_STIMULI` stimuli.
+    """
+    out = []
+    for f, test in enumerate(folds):
+        test = np.asarray(test)
+        if test.ndim != 1 or (test.size and not np.issubdtype(test.dtype, np.integer)):
+            raise NeurozooError(f"fold {f}: test indices must be a 1-d integer array")
+        if test.size < MIN_TEST_STIMULI:
+            raise NeurozooError(
+                f"fold {f}: {test.size} test stimuli; each fold needs at least "
+                f"{MIN_TEST_STIMULI} for a Pearson r")
+        if test.min() < 0 or test.max() >= n:
+            raise NeurozooError(f"fold {f}: test indices outside [0, {n})")
+        out.append(test)
+    count = np.bincount(np.concatenate(out), minlength=n) if out else np.zeros(n, int)
+    if len(out) < 2 or (count != 1).any():
+        raise NeurozooError(
+            f"the folds must put each of the {n} stimuli in exactly one test fold, "
+            f"with at least 2 folds ({int((count == 0).sum())} stimuli in none, "
+            f"{int((count > 1).sum())} in several)")
+    return out
 
 
 def _check_targets(y: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -332,6 +368,7 @@ def cross_validated_ridge(gram: np.ndarray, y: np.ndarray, folds: list[np.ndarra
     check_gram(gram, "ridge")
     y = _check_targets(y, gram.shape[0], "ridge")
     n, t = y.shape
+    folds = check_folds(folds, n)
     pred = np.empty((n, t))
     alpha = np.empty((len(folds), t))
     inner = np.empty((len(folds), t))

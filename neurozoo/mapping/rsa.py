@@ -25,7 +25,8 @@ from scipy import stats
 from neurozoo.errors import NeurozooError
 
 __all__ = ["rdm_from_gram", "rdm_from_patterns", "upper", "compare_rdms",
-           "COMPARISONS", "DISTANCES", "rank_upper", "kendall_tau_a", "linear_cka"]
+           "COMPARISONS", "DISTANCES", "rank_upper", "kendall_tau_a", "linear_cka",
+           "neural_rdm"]
 
 COMPARISONS = ("spearman", "pearson", "kendall_a")
 DISTANCES = ("correlation", "euclidean")
@@ -188,3 +189,31 @@ def linear_cka(gram_a: np.ndarray, gram_b: np.ndarray) -> float:
     hb = b - b.mean(0)[None, :] - b.mean(1)[:, None] + b.mean()
     den = np.sqrt((ha * ha).sum() * (hb * hb).sum())
     return float((ha * hb).sum() / den) if den > 0 else float("nan")
+
+
+def neural_rdm(patterns: np.ndarray, distance: str = "correlation",
+               reference: np.ndarray | None = None) -> np.ndarray:
+    """RDM of neural patterns, each neuroid z-scored across stimuli first.
+
+    Without z-scoring, the stimulus patterns share every neuroid's mean rate
+    and correlation distance mostly tracks the overall response size; for
+    Euclidean distance, the neuroids with the largest rates would dominate.
+
+    Parameters
+    ----------
+    patterns : ndarray, shape (n_stimuli, n_neuroids)
+    distance : {"correlation", "euclidean"}
+    reference : ndarray, shape (m, n_neuroids), optional
+        Stimuli whose mean and standard deviation z-score ``patterns``
+        (default: ``patterns`` themselves). Held-out stimuli are z-scored
+        with the training stimuli's statistics, so that nothing about them
+        reaches the training RDM and no fold has statistics of its own.
+
+    Returns
+    -------
+    ndarray, shape (n_stimuli, n_stimuli)
+    """
+    ref = patterns if reference is None else reference
+    sd = ref.std(axis=0)
+    z = (patterns - ref.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return rdm_from_patterns(z, distance)
