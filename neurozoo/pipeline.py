@@ -54,7 +54,7 @@ from neurozoo.features import (
 from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
 from neurozoo.mapping.ridge import MIN_TEST_STIMULI
 from neurozoo.models.zoo import load_model, resolve_model_id
-from neurozoo.scoring import score_model
+from neurozoo.scoring import SCORING_VERSION, score_model
 
 __all__ = [
     "model_slug",
@@ -329,7 +329,8 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
             f"{features_file}: features were extracted from other stimuli than the "
             f"prepared data in {data_dir}; rerun the extract stage")
     key = stable_hash({"scoring": config.to_dict()["scoring"], "data": prepared["key"],
-                       "layers": [entry["file"] for entry in index["layers"]]})
+                       "layers": [entry["file"] for entry in index["layers"]],
+                       "version": SCORING_VERSION})
     stamp = out_csv.with_suffix(".json")
     if (stamp.is_file() and read_json(stamp).get("key") == key and out_csv.is_file()
             and out_csv.with_suffix(".nc").is_file()):

@@ -82,7 +82,13 @@ from neurozoo.mapping.rsa import (
     upper,
 )
 
+#: Bumped when the meaning of scores changes, so that cached scores of an
+#: older version are recomputed (2: RSA held-out layer chosen on per-fold
+#: training RDMs; folds of at least 3 stimuli).
+SCORING_VERSION = 2
+
 __all__ = [
+    "SCORING_VERSION",
     "ScoringConfig",
     "check_methods",
     "cka_bootstrap",
