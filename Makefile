@@ -27,5 +27,5 @@ test-core: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-clean-cache:
-	rm -rf .cache/neurozoo
+clean-cache:  # the cache neurozoo uses: $$NEUROZOO_CACHE, else ~/.cache/neurozoo
+	rm -rf "$${NEUROZOO_CACHE:-$$HOME/.cache/neurozoo}"

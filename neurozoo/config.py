@@ -7,6 +7,7 @@ provenance file of every result.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,22 @@ class RunConfig:
             ("scoring.n_alphas", self.scoring.n_alphas >= 1, "an integer >= 1"),
             ("scoring.alpha_low", 0 < self.scoring.alpha_low < self.scoring.alpha_high,
              "positive and below alpha_high"),
+            ("scoring.alpha_high", math.isfinite(self.scoring.alpha_high),
+             "a finite number"),
             ("scoring.n_bootstrap", self.scoring.n_bootstrap >= 10, "an integer >= 10"),
+            ("scoring.seed", sc.seed >= 0, "an integer >= 0"),
+            ("projection_seed", self.projection_seed >= 0, "an integer >= 0"),
+            ("device", _is_device(self.device),
+             "a torch device: auto, cpu, cuda, cuda:1 ..."),
+            ("areas", self.areas is None or len(self.areas) >= 1,
+             "at least one area name, or null for all areas"),
         ]
+        for model, names in self.layers.items():
+            if (not isinstance(names, list) or not names
+                    or not all(isinstance(n, str) for n in names)):
+                raise NeurozooError(
+                    f"config field 'layers.{model}': expected a non-empty list of layer "
+                    f"names, got {names!r}")
         for name, ok, want in checks:
             if not ok:
                 raise NeurozooError(f"config field '{name}': expected {want}")
@@ -200,7 +215,11 @@ def load_config(path: str | os.PathLike | None = None, **overrides) -> RunConfig
         try:
             values = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise NeurozooError(f"config file {p} is not valid YAML ({exc})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise NeurozooError(
+                f"config file {p} is not valid YAML{where}: {problem}") from None
         if not isinstance(values, dict):
             raise NeurozooError(f"config file {p}: top level must be a mapping")
     values.update({k: v for k, v in overrides.items() if v is not None})

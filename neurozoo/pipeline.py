@@ -144,7 +144,12 @@ def preflight(config: RunConfig) -> None:
 
     from neurozoo.features import resolve_device
 
-    resolve_device(config.scoring.device)
+    for label, device in (("config field 'device' (--device)", config.device),
+                          ("config field 'scoring.device'", config.scoring.device)):
+        try:
+            resolve_device(device)
+        except NeurozooError as exc:
+            raise NeurozooError(f"{label}: {exc}") from None
 
     layer_keys: dict[str, list] = {}
     for key, names in config.layers.items():
@@ -165,7 +170,10 @@ def preflight(config: RunConfig) -> None:
         if mid in layer_keys:
             x = torch.zeros((1, 3, loaded.preprocessing.crop_size,
                              loaded.preprocessing.crop_size))
-            probed = _probe(loaded.module, layer_keys[mid], x)
+            try:
+                probed = _probe(loaded.module, layer_keys[mid], x)
+            except NeurozooError as exc:
+                raise NeurozooError(f"config field 'layers', model {mid}: {exc}") from None
             for name in layer_keys[mid]:
                 if name not in probed:
                     raise NeurozooError(f"layer '{name}' of {mid} never runs")

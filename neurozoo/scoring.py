@@ -538,7 +538,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
     path = "primal" if len(projected) == n_layers else (
         "mixed" if projected else "gram")
     log.info("%s: scoring %d layers (%s path) with %s", model_id, n_layers, path,
-             ", ".join(methods))
+             ", ".join(m for m in methods if path != "primal" or m == "ridge"))
 
     do_ridge = "ridge" in methods
     if do_ridge:
@@ -663,6 +663,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 values[:, :, sel], y[:, sel], seed, config.n_bootstrap, comparison,
                 config.rsa_distance)
             rsa_vals = []
+            rsa_stats: dict[str, list] = {}
             for li, name in enumerate(layers):
                 ref = layer_rdms[li]
                 if ref is None or not np.isfinite(upper(ref)).all():
@@ -677,16 +678,16 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                     bs = _rank_pearson_rows(
                         boot, rankdata(ref_u) if comparison == "spearman" else ref_u)
                 lo, hi = np.nanquantile(bs, [0.025, 0.975])
-                add(name, li, area, "rsa", "layer", (value, lo, hi), n_area, n_rel)
                 c = np.sqrt(ceiling) if ceiling > 0 else np.nan
-                add(name, li, area, "rsa_corrected", "layer",
-                    (value / c, lo / c, hi / c), n_area, n_rel)
+                for metric, st in (("rsa", (value, lo, hi)),
+                                   ("rsa_corrected", (value / c, lo / c, hi / c))):
+                    add(name, li, area, metric, "layer", st, n_area, n_rel)
+                    rsa_stats.setdefault(metric, []).append((li, st))
             add("", -1, area, "rsa_ceiling", "area", (ceiling, np.nan, np.nan),
                 n_area, n_rel)
+            for metric, stats_list in rsa_stats.items():
+                add_in_sample_max(area, metric, stats_list, n_area, n_rel)
             if np.isfinite(rsa_vals).any():
-                bi = int(np.nanargmax(rsa_vals))
-                add(layers[bi], bi, area, "rsa", "in_sample_max",
-                    (rsa_vals[bi], np.nan, np.nan), n_area, n_rel)
                 # nested: choose on training stimuli, evaluate on test stimuli.
                 # The area RDMs are rebuilt per fold: the training RDM from the
                 # training stimuli alone, the test RDM z-scored with the training

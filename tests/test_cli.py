@@ -152,6 +152,21 @@ def test_too_many_folds_for_the_stimuli_is_an_error(small_dataset, tmp_path, cap
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+def test_invalid_yaml_and_missing_gpu_fail_before_writing(tmp_path, capsys):
+    import torch
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scoring:\n  n_folds: [3\n")
+    code, _, stderr = run_cli(["run", "--config", cfg, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "not valid YAML at line" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    if not torch.cuda.is_available():
+        code, _, stderr = run_cli(["run", "--device", "cuda", "--models", "alexnet_random",
+                                   "--areas", "VISp", "--out", tmp_path / "o"], capsys)
+        assert code == 2 and "config field 'device' (--device)" in stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_bad_config_field_is_named(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("scoring:\n  n_folds: 1\n")

@@ -42,6 +42,32 @@ def test_offline_weights_error_names_model_and_source(monkeypatch):
         load_model("timm:resnet18@imagenet")
 
 
+def test_unreachable_hub_reads_the_local_cache_only_and_fails_at_once(monkeypatch,
+                                                                      tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    from neurozoo.models import zoo
+
+    monkeypatch.delenv("NEUROZOO_OFFLINE", raising=False)
+    monkeypatch.setattr(zoo, "_reachable", lambda host, *a, **k: False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))  # empty cache
+    calls = []
+
+    def fail_if_online(*args, **kwargs):  # the hub must not be asked
+        calls.append(hf_constants.HF_HUB_OFFLINE)
+        raise OSError("no network in this test")
+
+    import timm
+
+    real_create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, pretrained=False, **k: (
+        fail_if_online() if pretrained else real_create(*a, **k)))
+    with pytest.raises(NeurozooError, match="huggingface.co is unreachable"):
+        load_model("timm:resnet18@imagenet")
+    assert calls == [True]  # asked in offline mode
+    assert hf_constants.HF_HUB_OFFLINE is False  # and the setting restored
+
+
 def test_trained_weights_load_offline_and_differ_from_random():
     trained = load_model("torchvision:mobilenet_v2@imagenet")
     random = load_model("torchvision:mobilenet_v2@random:0")

@@ -66,10 +66,24 @@ def test_bad_scoring_fields_are_named(tmp_path, scoring, field, needles):
 
 @pytest.mark.parametrize("field,value", [("max_gram_stimuli", 0),
                                          ("projection_components", 0),
-                                         ("projection_seed", "a")])
+                                         ("projection_seed", "a"),
+                                         ("projection_seed", -1),
+                                         ("device", "tpu"),
+                                         ("areas", [])])
 def test_bad_primal_fields_are_named(field, value):
     with pytest.raises(NeurozooError, match=f"'{field}'"):
         RunConfig(**{field: value})
+
+
+@pytest.mark.parametrize("values,field", [
+    ({"scoring": {"seed": -1}}, "scoring.seed"),
+    ({"scoring": {"alpha_high": float("inf")}}, "scoring.alpha_high"),
+    ({"layers": {"alexnet_random": []}}, "layers.alexnet_random"),
+    ({"layers": {"alexnet_random": "features.0"}}, "layers.alexnet_random"),
+])
+def test_more_bad_fields_are_named(values, field):
+    with pytest.raises(NeurozooError, match=f"'{field}'"):
+        RunConfig(**values)
 
 
 def test_methods_from_yaml_are_a_hashable_tuple_and_serialise(tmp_path):
@@ -266,6 +280,13 @@ def test_rsa_euclidean_kendall_rows_and_ceiling(real):
             assert row.ci_low.item() < row.value.item() < row.ci_high.item()
         assert set(table[table.area == area].selection) == {
             "layer", "in_sample_max", "best_heldout", "area"}
+        for metric in ("rsa", "rsa_corrected"):  # the best layer's row, interval too
+            rows = table[(table.metric == metric) & (table.area == area)]
+            per_layer = rows[rows.selection == "layer"]
+            best = per_layer.loc[per_layer.value.idxmax()]
+            top = rows[rows.selection == "in_sample_max"].iloc[0]
+            assert (top.layer, top.value, top.ci_low, top.ci_high) == (
+                best.layer, best.value, best.ci_low, best.ci_high)
 
 
 def test_rsa_best_heldout_uses_training_stimuli_only(real, scored_all):

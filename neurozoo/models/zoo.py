@@ -306,15 +306,35 @@ def _timm(spec: ModelSpec) -> tuple[nn.Module, Preprocessing, str]:
              "use @random")
     if _offline():
         raise NeurozooError(where + " (NEUROZOO_OFFLINE is set)")
+    import huggingface_hub.constants as hf_constants
+
+    # Unreachable hub: huggingface_hub would retry for about a minute; read its
+    # local cache only, and fail at once when the weights are not there.
+    reachable = _reachable("huggingface.co")
+    old_offline = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = old_offline or not reachable
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)
     try:
         module = timm.create_model(spec.arch, pretrained=True)
     except Exception as exc:
-        raise NeurozooError(f"{where} (download failed: {type(exc).__name__})") from None
+        why = ("huggingface.co is unreachable and the weights are not in the local "
+               "Hugging Face cache" if not reachable
+               else f"download failed: {type(exc).__name__}")
+        raise NeurozooError(f"{where} ({why})") from None
     finally:
         socket.setdefaulttimeout(old)
+        hf_constants.HF_HUB_OFFLINE = old_offline
     return module, prep, f"hf-hub:{hub}"
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def load_model(model: str | ModelSpec) -> LoadedModel:
