@@ -401,12 +401,20 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
 def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
                     extra_provenance: dict | None = None) -> pd.DataFrame:
     """Concatenate per-model tables; write the table, per-neuroid scores and
-    provenance into ``out_dir``."""
+    provenance into ``out_dir``.
+
+    The provenance describes what was aggregated, not the config this stage
+    was given: its ``config.models`` and ``config.areas`` are the model ids
+    and areas found in the score tables, and ``config.scoring`` (and
+    ``seed``) the settings the score files were made with. Score files made
+    with different settings are each recorded under ``models``, and
+    ``config.scoring`` is then null, with a warning.
+    """
     import xarray as xr
 
     out_dir = Path(out_dir)
     tables, neuroid_rows = [], []
-    models = {}
+    models: dict[str, dict] = {}
     for f in score_files:
         f = _need(Path(f), "score")
         _need(f.with_suffix(".nc"), "score")
@@ -428,14 +436,28 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
                         "ridge_fev_heldout": r * np.abs(r) / rel,
                     })
             neuroid_rows.append(pd.DataFrame(cols))
+            entry = models.setdefault(str(ds.attrs["model_id"]), {})
+            if "scoring" in ds.attrs:  # what stage_score was run with
+                entry["scoring"] = json.loads(ds.attrs["scoring"])
         feat = f.parent.parent / "features" / f.with_suffix(".json").name
         if feat.is_file():
             idx = read_json(feat)
-            models[idx["model"]["model_id"]] = {
+            models.setdefault(idx["model"]["model_id"], {}).update({
                 **idx["model"], "n_layers": len(idx["layers"]),
                 "extract_seconds": idx["seconds"],
-                "feature_path": idx.get("path", "gram")}
+                "feature_path": idx.get("path", "gram")})
     table = pd.concat(tables, ignore_index=True)
+    recorded = config.to_dict()
+    recorded["models"] = [str(m) for m in dict.fromkeys(table["model_id"])]
+    recorded["areas"] = [str(a) for a in dict.fromkeys(table["area"])]
+    scorings = {mid: m["scoring"] for mid, m in models.items() if "scoring" in m}
+    if len({stable_hash(s) for s in scorings.values()}) == 1:
+        recorded["scoring"] = next(iter(scorings.values()))
+    elif scorings:
+        log.warning("aggregate: the score files were made with different scoring "
+                    "settings (%s); provenance.json records each under 'models'",
+                    ", ".join(sorted(scorings)))
+        recorded["scoring"] = None
     with atomic_path(out_dir / "scores.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(out_dir / "neuroid_scores.csv") as tmp:
@@ -446,7 +468,8 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
         "neurozoo_version": neurozoo.__version__,
         "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "platform": platform.platform(),
-        "config": config.to_dict(), "seed": config.scoring.seed,
+        "config": recorded,
+        "seed": recorded["scoring"]["seed"] if recorded["scoring"] else None,
         "models": models,
     }
     prepared = out_dir / "data" / "prepare.json"

@@ -194,3 +194,33 @@ def test_stages_chain_like_a_workflow_engine(small_dataset, tmp_path, cache_env,
                                "--out", run_dir / "figures"], capsys)
     assert code == 0 and "scores_by_area.png" in stdout
     assert (run_dir / "provenance.json").is_file()
+
+
+def test_aggregate_provenance_records_what_was_aggregated(small_dataset, tmp_path,
+                                                          cache_env, capsys):
+    """Aggregate run without --config/--models/--areas (its config is the default
+    zoo on all areas): the provenance still names the one model and area that
+    the score table holds, and the scoring settings the scores were made with."""
+    cfg = write_config(tmp_path / "cfg.json", small_dataset, areas=["VISp"],
+                       layers={MODEL: LAYERS[:2]})
+    run_dir = tmp_path / "run"
+    stages = [
+        ["prepare", "--config", cfg, "--out", run_dir / "data"],
+        ["extract", "--config", cfg, "--data-dir", run_dir / "data", "--model", MODEL,
+         "--out", run_dir / "features" / "m.json"],
+        ["score", "--config", cfg, "--data-dir", run_dir / "data",
+         "--features", run_dir / "features" / "m.json", "--out", run_dir / "scores" / "m.csv"],
+        ["aggregate", "--scores", run_dir / "scores" / "m.csv", "--out", run_dir],
+    ]
+    for stage in stages:
+        assert run_cli(["stage", *stage], capsys)[0] == 0, stage[0]
+    table = pd.read_csv(run_dir / "scores.csv")
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["config"]["models"] == sorted(set(table.model_id)) == [MODEL]
+    assert prov["config"]["areas"] == sorted(set(table.area)) == ["VISp"]
+    written = json.loads((run_dir / "scores" / "m.json").read_text())
+    scoring = written["provenance"]["scoring"]
+    assert scoring["n_folds"] == 4 and scoring["n_bootstrap"] == 50
+    assert prov["config"]["scoring"] == scoring
+    assert prov["models"][MODEL]["scoring"] == scoring
+    assert prov["seed"] == scoring["seed"]
