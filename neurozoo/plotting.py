@@ -12,9 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from neurozoo.errors import NeurozooError  # noqa: E402
 from neurozoo.io import atomic_path  # noqa: E402
 
-__all__ = ["plot_scores_by_area", "plot_score_vs_depth", "plot_all"]
+__all__ = [
+    "plot_scores_by_area",
+    "plot_score_vs_depth",
+    "plot_all",
+    "best_layer_selection",
+    "select_rows",
+]
 
 log = logging.getLogger(__name__)
 AREA_ORDER = ["VISp", "VISl", "VISal", "VISrl", "VISam", "VISpm"]
@@ -24,6 +31,31 @@ def _areas(table: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(table["area"]))
     return [a for a in AREA_ORDER if a in present] + sorted(
         a for a in present if a not in AREA_ORDER)
+
+
+def best_layer_selection(table: pd.DataFrame, metric: str) -> str:
+    """``"best_heldout"`` when ``metric`` has held-out best-layer rows, else
+    ``"in_sample_max"`` (PLS and CKA have no held-out choice)."""
+    held_out = ((table.metric == metric) & (table.selection == "best_heldout")).any()
+    return "best_heldout" if held_out else "in_sample_max"
+
+
+def select_rows(table: pd.DataFrame, metric: str, selection: str) -> pd.DataFrame:
+    """The rows of ``metric`` and ``selection``; raises when there are none.
+
+    The message names the metric and lists the metrics (or, for a metric that
+    is present, the selections) that the table has.
+    """
+    if not (table.metric == metric).any():
+        present = ", ".join(dict.fromkeys(table["metric"].astype(str))) or "none"
+        raise NeurozooError(
+            f"no rows for metric '{metric}'; the scores table has: {present}")
+    sub = table[(table.metric == metric) & (table.selection == selection)]
+    if sub.empty:
+        have = ", ".join(dict.fromkeys(table.selection[table.metric == metric]))
+        raise NeurozooError(
+            f"metric '{metric}' has no '{selection}' rows; it has: {have}")
+    return sub
 
 
 def _save(fig, path: Path) -> Path:
@@ -39,14 +71,18 @@ def _save(fig, path: Path) -> Path:
 
 def plot_scores_by_area(table: pd.DataFrame, path: Path,
                         metric: str = "ridge_r_corrected",
-                        selection: str = "best_heldout") -> Path:
+                        selection: str | None = None) -> Path:
     """Bars: each model's best-layer score per area, 95% intervals.
 
-    ``selection`` is ``"best_heldout"`` (chosen on held-out folds) or, for
-    metrics without a held-out choice (PLS, CKA), ``"in_sample_max"``
-    (chosen on the scored data, optimistic; the title says so).
+    ``selection`` is ``"best_heldout"`` (chosen on held-out folds) or
+    ``"in_sample_max"`` (chosen on the scored data, optimistic; the title
+    says so). None: :func:`best_layer_selection`, i.e. held-out where the
+    metric has it, else (PLS, CKA) the in-sample maximum. Raises
+    :class:`NeurozooError` when the table has no such rows.
     """
-    sub = table[(table.metric == metric) & (table.selection == selection)]
+    if selection is None:
+        selection = best_layer_selection(table, metric)
+    sub = select_rows(table, metric, selection)
     areas = _areas(sub)
     models = list(dict.fromkeys(sub["model_id"]))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(areas)), 4.2))
@@ -74,8 +110,12 @@ def plot_scores_by_area(table: pd.DataFrame, path: Path,
 
 def plot_score_vs_depth(table: pd.DataFrame, path: Path,
                         metric: str = "ridge_r_corrected") -> Path:
-    """Lines: score against relative layer depth, one panel per area."""
-    sub = table[(table.metric == metric) & (table.selection == "layer")]
+    """Lines: score against relative layer depth, one panel per area.
+
+    Raises :class:`NeurozooError` when the table has no per-layer rows of
+    ``metric``.
+    """
+    sub = select_rows(table, metric, "layer")
     areas = _areas(sub)
     models = list(dict.fromkeys(sub["model_id"]))
     ncol = min(3, len(areas))
@@ -124,10 +164,8 @@ def plot_all(table: pd.DataFrame, out_dir: Path) -> list[Path]:
         log.warning("no metric to plot in the table")
         return []
     first = present[0]
-    held_out = ((table.metric == first) & (table.selection == "best_heldout")).any()
     paths = [
-        plot_scores_by_area(table, out_dir / "scores_by_area.png", first,
-                            "best_heldout" if held_out else "in_sample_max"),
+        plot_scores_by_area(table, out_dir / "scores_by_area.png", first),
         plot_score_vs_depth(table, out_dir / "score_vs_depth.png", first),
     ]
     if "rsa" in present[1:]:
