@@ -4,7 +4,8 @@ outputs, and :func:`run`, which chains them in one process.
 Run folder layout (``OUT``)::
 
     OUT/data/responses.nc        NeuralResponses (validated copy)
-    OUT/data/stimuli.csv         the stimulus set (paths to the images)
+    OUT/data/stimuli.csv         the stimulus set (absolute paths to the images, so
+                                 that OUT can be moved)
     OUT/data/neuroids.csv        per-neuroid reliability and metadata
     OUT/features/<model>.json    layer list, cache keys, weights provenance, and
                                  the feature path (gram, or primal: projections)
@@ -106,8 +107,8 @@ def load_inputs(config: RunConfig):
                      else find_stimuli(data, responses.attrs))
         if stim_path is None:
             raise NeurozooError(
-                f"{data}: no stimulus folder found (looked for stimuli/ beside it); "
-                "pass --stimuli"
+                f"{data}: no stimulus folder found (looked for stimuli/ and "
+                "stimuli.csv beside it); pass --stimuli"
             )
         stimuli = load_stimulus_set(stim_path)
         digest = sha256_file(data)
@@ -242,7 +243,8 @@ def stage_prepare(config: RunConfig, out_dir: str | Path, inputs=None) -> dict:
     if stamp.exists():  # outputs are about to change: the old stamp is void
         stamp.unlink()
     save_responses(responses, out_dir / "responses.nc")
-    stimuli.save_csv(out_dir / "stimuli.csv")
+    # absolute: the images stay where they are, and OUT may be moved
+    stimuli.save_csv(out_dir / "stimuli.csv", absolute=True)
     table = pd.DataFrame({
         name: np.asarray(coord.values)
         for name, coord in responses.coords.items() if coord.dims == ("neuroid",)

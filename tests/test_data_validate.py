@@ -23,6 +23,7 @@ from neurozoo.allen.common import (
     window_means,
     write_output,
 )
+from neurozoo.data.bundled import default_bundle_path
 from neurozoo.data.responses import load_responses, make_responses, save_responses
 from neurozoo.data.schema import validate_path
 from neurozoo.data.stimuli import load_stimulus_set
@@ -187,6 +188,66 @@ def test_info_missing_file_is_one_line(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "none.nc")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such responses file" in err
+
+
+def test_bundled_data_validates_and_reports_like_its_loader(bundled, capsys):
+    responses, _ = bundled
+    root = default_bundle_path()
+    assert validate_path(root) == []
+    assert main(["data", "validate", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["data", "info", str(root), "--n-splits", "5"]) == 0
+    text = capsys.readouterr().out
+    sizes = responses.sizes
+    assert (f"{sizes['trial']} trials x {sizes['stimulus']} stimuli x "
+            f"{sizes['neuroid']} neuroids") in text
+    areas, counts = np.unique(responses.coords["area"].values, return_counts=True)
+    assert "area: " + ", ".join(f"{a}: {c}" for a, c in zip(areas, counts)) in text
+
+
+def test_corrupt_bundle_copy_lists_each_bad_file(tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), copy)
+    bad_counts = sorted((copy / "responses").glob("*.npz"))[3]
+    bad_counts.write_bytes(b"garbage")
+    (copy / "stimuli" / "stimulus_007.png").unlink()
+    problems = validate_path(copy)
+    assert any(str(bad_counts) in p and "corrupt" in p for p in problems)
+    assert any("stimulus_007.png" in p and "missing" in p for p in problems)
+    assert not any("pickled" in p for p in problems)
+    assert main(["data", "validate", str(copy)]) == 1
+
+
+def test_run_folder_validates_and_survives_a_move(small_dataset, tmp_path, capsys):
+    import shutil
+
+    from neurozoo.config import load_config
+    from neurozoo.pipeline import stage_prepare
+
+    config = load_config(None, data=str(small_dataset / "responses.nc"),
+                         reliability_splits=5)
+    run = tmp_path / "results"
+    stage_prepare(config, run / "data")
+    source = load_stimulus_set(small_dataset / "stimuli")
+    for path in (run / "data", run, run / "data" / "responses.nc"):
+        assert validate_path(path) == [], path
+    assert main(["data", "info", str(run)]) == 0
+    assert "24 stimuli x 60 neuroids" in capsys.readouterr().out
+    # the prepared data still name the same images after the folder moved
+    moved = tmp_path / "elsewhere" / "deeper" / "results"
+    moved.parent.mkdir(parents=True)
+    shutil.move(run, moved)
+    assert validate_path(moved / "data") == []
+    prepared = load_stimulus_set(moved / "data" / "stimuli.csv")
+    assert [p.resolve() for p in prepared.paths] == [p.resolve() for p in source.paths]
+    assert prepared.identity() == source.identity()
+    # a folder with none of the layouts says what it looked for
+    (tmp_path / "empty").mkdir()
+    (problem,) = validate_path(tmp_path / "empty")
+    assert "no data found" in problem and "MANIFEST.json" in problem
+    assert main(["data", "info", str(tmp_path / "empty")]) == 2
 
 
 def test_fetch_without_allen_env_fails_fast(tmp_path):

@@ -60,7 +60,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("info", help="counts by area, depth, Cre line; reliability")
-    p.add_argument("path", type=Path, help="responses.nc or a folder holding it")
+    p.add_argument("path", type=Path,
+                   help="responses.nc, a folder holding it, a run folder, or a data "
+                        "bundle (e.g. data/allen_npx_natural_scenes)")
     p.add_argument("--threshold", type=float, default=0.75,
                    help="split-half reliability threshold for the pass table")
     p.add_argument("--n-splits", type=int, default=100)
@@ -68,7 +70,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check files against the on-disk schema")
     p.add_argument("path", type=Path,
-                   help="data folder, responses .nc file, or stimulus folder")
+                   help="data folder, run folder or its data/, responses .nc file, "
+                        "stimulus folder, or data bundle")
     p.add_argument("--stimuli", type=Path, default=None,
                    help="stimulus folder to match (default: stimuli/ beside)")
     p.add_argument("--no-images", action="store_true",
@@ -151,8 +154,21 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 # -- info --------------------------------------------------------------------
 
-def _responses_path(path: Path) -> Path:
-    return path / "responses.nc" if path.is_dir() else path
+def _load_for_info(path: Path):
+    """The responses at ``path`` (see :func:`neurozoo.data.schema.data_layout`)
+    and the name to print for them."""
+    from neurozoo.data.bundled import load_bundled
+    from neurozoo.data.responses import load_responses
+    from neurozoo.data.schema import data_layout
+
+    kind, where = data_layout(path)
+    if kind == "bundle":
+        return load_bundled(where)[0], where
+    if kind == "stimuli":
+        raise NeurozooError(
+            f"{where}: a stimulus set only; `data info` needs responses (responses.nc, "
+            "a folder or run folder holding it, or a data bundle)")
+    return load_responses(where), where
 
 
 def _counts(values) -> str:
@@ -164,10 +180,9 @@ def _counts(values) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print counts by area, depth, layer and Cre line, and reliability."""
     from neurozoo.allen.common import format_table, reliability_table
-    from neurozoo.data.responses import load_responses, split_half_reliability
+    from neurozoo.data.responses import split_half_reliability
 
-    path = _responses_path(args.path)
-    da = load_responses(path)
+    da, path = _load_for_info(args.path)
     finite = np.isfinite(np.asarray(da.values)).any(axis=1).sum(axis=0)
     print(f"{path}: {da.sizes['trial']} trials x {da.sizes['stimulus']} stimuli x "
           f"{da.sizes['neuroid']} neuroids; units {da.attrs.get('units', '?')}")

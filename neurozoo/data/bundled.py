@@ -35,7 +35,9 @@ __all__ = [
     "AREA_CODES",
     "BUNDLE_NAME",
     "default_bundle_path",
+    "is_bundle",
     "load_bundled",
+    "bundle_problems",
     "verify_bundle",
     "build_bundle",
 ]
@@ -57,30 +59,53 @@ def default_bundle_path() -> Path:
     return Path(__file__).resolve().parents[2] / "data" / BUNDLE_NAME
 
 
+def is_bundle(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder in the bundle layout (``MANIFEST.json``
+    and ``recordings.csv``), like the bundled data set."""
+    path = Path(path)
+    return (path / "MANIFEST.json").is_file() and (path / "recordings.csv").is_file()
+
+
+def bundle_problems(root: str | os.PathLike,
+                    stop_at_first: bool = False) -> tuple[list[str], dict | None]:
+    """Every bundle file that is missing or whose SHA-256 differs from
+    ``MANIFEST.json``, one line each.
+
+    Returns the problems and the manifest (None when it cannot be read).
+    """
+    root = Path(root)
+    manifest_path = root / "MANIFEST.json"
+    if not manifest_path.is_file():
+        return [f"{root}: not a neurozoo data bundle (no MANIFEST.json); "
+                "set NEUROZOO_BUNDLE or rebuild it with data/build_bundle.py"], None
+    try:
+        manifest = read_json(manifest_path)
+        files = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{manifest_path}: not a readable bundle manifest ({exc!r})"], None
+    problems = []
+    for rel, digest in files.items():
+        p = root / rel
+        if not p.is_file():
+            problems.append(f"bundle file {p} is missing")
+        elif (got := sha256_file(p)) != digest:
+            problems.append(
+                f"bundle file {p} is corrupt: sha256 {got[:12]}..., expected "
+                f"{digest[:12]}... (restore it from git)")
+        if problems and stop_at_first:
+            break
+    return problems, manifest
+
+
 def verify_bundle(root: str | os.PathLike) -> dict:
     """Check every file of the bundle against ``MANIFEST.json``.
 
     Returns the manifest. Raises :class:`NeurozooError` naming the first file
     that is missing or whose SHA-256 differs.
     """
-    root = Path(root)
-    manifest_path = root / "MANIFEST.json"
-    if not manifest_path.is_file():
-        raise NeurozooError(
-            f"{root}: not a neurozoo data bundle (no MANIFEST.json); "
-            "set NEUROZOO_BUNDLE or rebuild it with data/build_bundle.py"
-        )
-    manifest = read_json(manifest_path)
-    for rel, digest in manifest["files"].items():
-        p = root / rel
-        if not p.is_file():
-            raise NeurozooError(f"bundle file {p} is missing")
-        got = sha256_file(p)
-        if got != digest:
-            raise NeurozooError(
-                f"bundle file {p} is corrupt: sha256 {got[:12]}..., expected "
-                f"{digest[:12]}... (restore it from git)"
-            )
+    problems, manifest = bundle_problems(root, stop_at_first=True)
+    if problems:
+        raise NeurozooError(problems[0])
     return manifest
 
 
@@ -89,7 +114,8 @@ def _read_recordings(root: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def load_bundled(root: str | os.PathLike | None = None, areas=None, verify=True):
+def load_bundled(root: str | os.PathLike | None = None, areas=None, verify=True,
+                 validate=True):
     """Load the bundled responses and stimuli.
 
     Parameters
@@ -100,6 +126,10 @@ def load_bundled(root: str | os.PathLike | None = None, areas=None, verify=True)
         Keep only these areas (Allen codes, e.g. ``["VISp", "VISl"]``).
     verify : bool
         Check SHA-256 checksums first (about a tenth of a second).
+    validate : bool
+        Raise when the responses break the schema
+        (:func:`neurozoo.data.responses.check_responses`); False returns
+        them as they are, for a validator that lists every problem.
 
     Returns
     -------
@@ -170,7 +200,7 @@ def load_bundled(root: str | os.PathLike | None = None, areas=None, verify=True)
                "bundle_sha256": sha256_file(root / "MANIFEST.json")},
         **coords,
     )
-    return check_responses(da, str(root)), stimuli
+    return (check_responses(da, str(root)) if validate else da), stimuli
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,12 @@ The on-disk schema (see ``docs/own_data.md``):
 - a stimulus folder: ``stimuli.csv`` with columns ``stimulus_id,filename``
   (optional ``sha256``) beside the image files;
 - a data folder: ``responses.nc`` plus ``stimuli/``, the layout that
-  ``neurozoo data fetch`` writes.
+  ``neurozoo data fetch`` writes, or plus ``stimuli.csv`` beside it, the
+  layout of a run's prepared ``data/`` folder (a run folder itself is read
+  through its ``data/``);
+- a data bundle: ``MANIFEST.json``, ``recordings.csv``, ``responses/`` and
+  ``stimuli/``, the layout of the bundled data set
+  (:mod:`neurozoo.data.bundled`).
 
 Every function here returns a list of problems (empty when valid), each one
 line naming the file, the field and what was expected, so that a user sees all
@@ -28,7 +33,9 @@ from neurozoo.data.responses import DIMS, validate_responses
 from neurozoo.errors import NeurozooError
 
 __all__ = [
+    "data_layout",
     "validate_path",
+    "validate_bundle",
     "validate_responses_file",
     "validate_stimulus_folder",
     "match_problems",
@@ -134,7 +141,12 @@ def validate_responses_file(path: str | os.PathLike):
                 f"{src}: variable 'responses' has dims {tuple(da.dims)}, expected "
                 f"{DIMS} (missing {missing}, unexpected {extra})")
             return problems, None
-    problems += validate_responses(da, src)
+    return _cap(problems + _array_problems(da, src), src, "responses"), da
+
+
+def _array_problems(da, src: str) -> list[str]:
+    """Schema problems of a NeuralResponses array in canonical dim order."""
+    problems = validate_responses(da, src)
     if "trial" in da.coords:
         trial = np.asarray(da.coords["trial"].values)
         if np.issubdtype(trial.dtype, np.number) and (trial < 0).any():
@@ -148,7 +160,7 @@ def validate_responses_file(path: str | os.PathLike):
         problems.append(
             f"{src}: coord 'specimen_id' has dtype {da.coords['specimen_id'].dtype},"
             " expected integer")
-    return _cap(problems, src, "responses"), da
+    return problems
 
 
 def _n_trials_problems(da, src: str) -> list[str]:
@@ -214,16 +226,90 @@ def find_stimuli(responses_path: str | os.PathLike, attrs: dict | None = None):
     """The stimulus folder that belongs to a responses file, or None.
 
     Looked up in order: the file's ``stimuli`` attribute (a path relative to
-    the file), then a ``stimuli/`` folder beside it.
+    the file), a ``stimuli/`` folder beside it (the layout ``data fetch``
+    writes), then a ``stimuli.csv`` beside it (a run's ``data/`` folder).
     """
     base = Path(responses_path).parent
     rel = (attrs or {}).get("stimuli")
-    candidates = ([base / str(rel)] if rel else []) + [base / "stimuli"]
+    candidates = ([base / str(rel)] if rel else []) + [base / "stimuli",
+                                                       base / "stimuli.csv"]
     for c in candidates:
         if (c.is_dir() and (c / "stimuli.csv").is_file()) or (
                 c.is_file() and c.suffix == ".csv"):
             return c
     return None
+
+
+def data_layout(path: str | os.PathLike) -> tuple[str, Path]:
+    """What a data path holds, and the file or folder to read.
+
+    Parameters
+    ----------
+    path : path
+        A data bundle folder, a folder with ``responses.nc`` (a fetched data
+        folder or a run's ``data/``), a run folder (``data/responses.nc``), a
+        stimulus folder or ``stimuli.csv``, or a responses file.
+
+    Returns
+    -------
+    kind : str
+        ``"bundle"`` (the folder), ``"responses"`` (the ``.nc`` file) or
+        ``"stimuli"`` (the folder or CSV file).
+    path : Path
+
+    Raises :class:`NeurozooError` for a folder in none of these layouts.
+    """
+    from neurozoo.data.bundled import is_bundle
+
+    path = Path(path)
+    if not path.is_dir():
+        return ("stimuli" if path.suffix == ".csv" else "responses"), path
+    if is_bundle(path):
+        return "bundle", path
+    for nc in (path / "responses.nc", path / "data" / "responses.nc"):
+        if nc.is_file():
+            return "responses", nc
+    if (path / "stimuli.csv").is_file():
+        return "stimuli", path
+    raise NeurozooError(
+        f"{path}: no data found in this folder; expected responses.nc, a run folder "
+        "(data/responses.nc), a stimulus folder (stimuli.csv) or a data bundle "
+        "(MANIFEST.json and recordings.csv)")
+
+
+def validate_bundle(root: str | os.PathLike, stimuli: str | os.PathLike | None = None,
+                    check_images: bool = True) -> list[str]:
+    """Every problem found in a data bundle (the bundled data set's layout).
+
+    Checks every file against ``MANIFEST.json``, then the assembled responses
+    against the schema, the stimulus folder (``stimuli/``, or ``stimuli``)
+    and that the two match.
+
+    Returns
+    -------
+    list of str
+        Empty when everything is valid.
+    """
+    from neurozoo.data.bundled import bundle_problems, load_bundled
+
+    root = Path(root)
+    problems, _ = bundle_problems(root)
+    try:
+        da, _ = load_bundled(root, verify=False, validate=False)
+    except Exception as exc:  # a corrupt file fails in numpy, json or csv
+        if problems:  # numpy's message for a corrupt .npz would mislead
+            return problems + [f"{root}: responses not checked: files listed above "
+                               "are missing or corrupt"]
+        why = str(exc) if isinstance(exc, NeurozooError) else f"{type(exc).__name__}: {exc}"
+        return [f"{root}: cannot assemble the bundle's responses ({why})"]
+    src = str(root)
+    problems += _cap(_array_problems(da, src), src, "responses")
+    stim_path = Path(stimuli) if stimuli is not None else root / "stimuli"
+    stim_problems, stimulus_set = validate_stimulus_folder(stim_path, check_images)
+    problems += stim_problems
+    if stimulus_set is not None:
+        problems += match_problems(da, stimulus_set, src, str(stim_path))
+    return problems
 
 
 def validate_path(path: str | os.PathLike, stimuli: str | os.PathLike | None = None,
@@ -233,8 +319,9 @@ def validate_path(path: str | os.PathLike, stimuli: str | os.PathLike | None = N
     Parameters
     ----------
     path : path
-        A folder with ``responses.nc`` (and ``stimuli/``), a ``.nc`` file, or a
-        stimulus folder / ``stimuli.csv``.
+        A folder with ``responses.nc`` (and ``stimuli/`` or ``stimuli.csv``), a
+        run folder, a ``.nc`` file, a stimulus folder / ``stimuli.csv``, or a
+        data bundle (see :func:`data_layout`).
     stimuli : path, optional
         The stimulus folder to match a responses file against (default: found
         by :func:`find_stimuli`).
@@ -249,16 +336,14 @@ def validate_path(path: str | os.PathLike, stimuli: str | os.PathLike | None = N
     path = Path(path)
     if not path.exists():
         return [f"{path}: no such file or folder"]
-    if path.is_dir():
-        if (path / "responses.nc").is_file():
-            path = path / "responses.nc"
-        elif (path / "stimuli.csv").is_file():
-            return validate_stimulus_folder(path, check_images)[0]
-        else:
-            return [f"{path}: neither responses.nc nor stimuli.csv found in this "
-                    "folder"]
-    elif path.suffix == ".csv":
+    try:
+        kind, path = data_layout(path)
+    except NeurozooError as exc:
+        return [str(exc)]
+    if kind == "stimuli":
         return validate_stimulus_folder(path, check_images)[0]
+    if kind == "bundle":
+        return validate_bundle(path, stimuli, check_images)
     problems, da = validate_responses_file(path)
     stim_path = Path(stimuli) if stimuli is not None else find_stimuli(
         path, dict(da.attrs) if da is not None else None)
@@ -266,7 +351,7 @@ def validate_path(path: str | os.PathLike, stimuli: str | os.PathLike | None = N
         if stimuli is None and da is not None:
             problems.append(
                 f"{path}: no stimulus folder found (expected {path.parent / 'stimuli'}"
-                "/stimuli.csv or pass --stimuli)")
+                f"/stimuli.csv or {path.parent / 'stimuli.csv'}, or pass --stimuli)")
         return problems
     stim_problems, stimulus_set = validate_stimulus_folder(stim_path, check_images)
     problems += stim_problems

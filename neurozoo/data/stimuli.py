@@ -118,8 +118,18 @@ class StimulusSet:
             None if self.sha256 is None else [self.sha256[i] for i in sel],
         )
 
-    def save_csv(self, path: str | os.PathLike) -> None:
-        """Write ``stimuli.csv`` with paths relative to its folder where possible."""
+    def save_csv(self, path: str | os.PathLike, absolute: bool = False) -> None:
+        """Write ``stimuli.csv`` (ids, file names and SHA-256).
+
+        Parameters
+        ----------
+        path : path
+        absolute : bool
+            Store absolute image paths, so that the table stays valid when it
+            is moved without the images (a run's ``data/stimuli.csv``). By
+            default paths are relative to the table's folder where possible,
+            so that a folder holding the table and its images can be moved.
+        """
         from neurozoo.io import atomic_path
 
         path = Path(path)
@@ -128,10 +138,12 @@ class StimulusSet:
             w = csv.writer(f)
             w.writerow(["stimulus_id", "filename", "sha256"])
             for sid, p, d in zip(self.stimulus_ids, self.paths, digests):
-                try:
-                    name = os.path.relpath(p.resolve(), path.parent.resolve())
-                except ValueError:
-                    name = str(p.resolve())
+                name = str(p.resolve())
+                if not absolute:
+                    try:
+                        name = os.path.relpath(p.resolve(), path.parent.resolve())
+                    except ValueError:  # another drive (Windows)
+                        pass
                 w.writerow([sid, name, d])
 
 
