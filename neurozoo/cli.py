@@ -24,6 +24,7 @@ from neurozoo import __version__
 from neurozoo.errors import NeurozooError
 
 log = logging.getLogger("neurozoo")
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 
 
 def _config(args):
@@ -200,7 +201,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader of stdout has gone (`neurozoo layers M | head -2`): stop
+        # quietly. Python flushes stdout once more at exit, so point it at
+        # devnull, where that cannot fail.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (captured)
+            pass
+        return EXIT_BROKEN_PIPE
     except NeurozooError as exc:
         print(f"neurozoo: error: {exc}", file=sys.stderr)
         return 2

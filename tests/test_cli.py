@@ -1,7 +1,11 @@
 """The CLI end to end on small real data: outputs, bad input, cache reuse."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -224,3 +228,19 @@ def test_aggregate_provenance_records_what_was_aggregated(small_dataset, tmp_pat
     assert prov["config"]["scoring"] == scoring
     assert prov["models"][MODEL]["scoring"] == scoring
     assert prov["seed"] == scoring["seed"]
+
+
+def test_closed_stdout_exits_quietly(tmp_path):
+    """`neurozoo layers MODEL | head -2`: the reader goes away before the
+    output is written; no traceback, exit status 141 (128 + SIGPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all: the first write to stdout fails
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "neurozoo.cli", "layers", MODEL], stdout=write_end,
+            stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert proc.returncode == 141, proc.stderr
