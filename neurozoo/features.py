@@ -88,6 +88,37 @@ def _write_npz(path: str | os.PathLike, meta: dict, **fields) -> None:
             np.savez(f, meta=json.dumps(meta, sort_keys=True), **fields)
 
 
+_NPZ_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
+
+
+def _read_npz(path: str | os.PathLike, build):
+    """``build(fields)`` of the cache entry ``path``, a dict of its arrays.
+
+    Any failure (not an archive, truncated, a field missing or malformed, a
+    check in ``build``) raises :class:`NeurozooError` saying that the entry
+    is corrupt and naming it. numpy's own message for a file that is not an
+    archive ("contains pickled data") would mislead.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(_NPZ_MAGIC)) != _NPZ_MAGIC:
+                raise NeurozooError(
+                    f"cache entry {path} is corrupt: not an .npz archive")
+        with np.load(path, allow_pickle=False) as z:
+            fields = {k: z[k] for k in z.files}
+        return build(fields)
+    except NeurozooError:  # already names the entry
+        raise
+    except OSError as exc:
+        raise NeurozooError(f"cache entry {path} is unreadable ({exc})") from None
+    except KeyError as exc:
+        raise NeurozooError(f"cache entry {path} is corrupt: no field {exc}") from None
+    except Exception as exc:  # zipfile, zlib and numpy raise many types
+        raise NeurozooError(
+            f"cache entry {path} is corrupt ({type(exc).__name__}: {exc})") from None
+
+
 @dataclass
 class LayerSummary:
     """What the mapping needs of one layer.
@@ -127,15 +158,20 @@ class LayerSummary:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LayerSummary:
-        """Read a summary written by :meth:`save`; raises on a corrupt file."""
-        with np.load(path, allow_pickle=False) as z:
+        """Read a summary written by :meth:`save`.
+
+        Raises :class:`NeurozooError` naming the file when it is corrupt.
+        """
+        def build(z):
             out = cls(
                 layer=str(z["layer"]), gram=z["gram"], rowsum=z["rowsum"],
                 n_features=int(z["n_features"]), shape=tuple(int(x) for x in z["shape"]),
                 index=int(z["index"]), relative_depth=float(z["relative_depth"]),
             )
-        check_gram(out.gram, str(path))
-        return out
+            check_gram(out.gram, f"cache entry {path} is corrupt")
+            return out
+
+        return _read_npz(path, build)
 
 
 def check_gram(gram: np.ndarray, source: str = "gram") -> None:
@@ -653,8 +689,8 @@ def extract_summaries(
                 try:
                     results[name] = LayerSummary.load(path)
                     continue
-                except Exception as exc:  # corrupt entry: recompute it
-                    log.warning("cache entry %s unreadable (%s): recomputing", path, exc)
+                except NeurozooError as exc:  # corrupt entry: recompute it
+                    log.warning("%s; recomputing it", exc)
         todo.append((name, shape))
     if todo:
         log.info("%s: extracting %d of %d layers on %s", loaded.spec.model_id,
@@ -735,16 +771,22 @@ class LayerProjection:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LayerProjection:
-        """Read a projection written by :meth:`save`; raises on a corrupt file."""
-        with np.load(path, allow_pickle=False) as z:
+        """Read a projection written by :meth:`save`.
+
+        Raises :class:`NeurozooError` naming the file when it is corrupt.
+        """
+        def build(z):
             out = cls(
                 layer=str(z["layer"]), z=z["z"], n_features=int(z["n_features"]),
                 shape=tuple(int(x) for x in z["shape"]), index=int(z["index"]),
                 relative_depth=float(z["relative_depth"]), seed=int(z["seed"]),
             )
-        if out.z.ndim != 2 or not np.isfinite(out.z).all():
-            raise NeurozooError(f"{path}: projected features are not a finite 2-d array")
-        return out
+            if out.z.ndim != 2 or not np.isfinite(out.z).all():
+                raise NeurozooError(f"cache entry {path} is corrupt: projected features "
+                                    "are not a finite 2-d array")
+            return out
+
+        return _read_npz(path, build)
 
 
 def projection_key(weights_sha256: str, preprocessing: dict, stimuli_id: str,
@@ -823,9 +865,8 @@ def extract_projections(
             if cache_file(nm).is_file():
                 try:
                     result[nm] = LayerProjection.load(cache_file(nm))
-                except Exception as exc:  # corrupt entry: recompute it
-                    log.warning("cache entry %s unreadable (%s): recomputing",
-                                cache_file(nm), exc)
+                except NeurozooError as exc:  # corrupt entry: recompute it
+                    log.warning("%s; recomputing it", exc)
     todo = [(nm, shape) for nm, shape in chosen if nm not in result]
     if not todo:
         module.to("cpu")

@@ -367,7 +367,11 @@ def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Pa
             raise NeurozooError(f"{features_file}: layer {entry['layer']} has unknown "
                                 f"kind '{kind}'; rerun the extract stage")
         load = LayerProjection.load if kind == "projection" else LayerSummary.load
-        summaries[entry["layer"]] = load(path)
+        try:
+            summaries[entry["layer"]] = load(path)
+        except NeurozooError as exc:
+            raise NeurozooError(f"{features_file}: layer {entry['layer']}: {exc}; rerun "
+                                "the extract stage") from None
     t0 = time.perf_counter()
     table, per_neuroid = score_model(summaries, responses,
                                      neuroids["reliability"].to_numpy(),

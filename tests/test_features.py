@@ -134,6 +134,44 @@ def test_cache_reuse_and_single_entry_recompute(small_stimuli, tmp_path):
     LayerSummary.load(files[0])
 
 
+def test_corrupt_cache_entry_is_reported_as_corrupt_and_recomputed(small_stimuli, tmp_path,
+                                                                    caplog):
+    """Garbage, a truncated archive, an empty file, an archive without its
+    Gram matrix: each warning names the entry and says it is corrupt (not
+    numpy's "pickled data"), and the entry is recomputed to the same values."""
+    import logging
+    import zipfile
+
+    from neurozoo.features import LayerProjection
+
+    loaded = load_model("torchvision:alexnet@random:0")
+    layers = ["features.0", "features.3", "features.5", "features.8"]
+    first = extract_summaries(loaded, small_stimuli, layers=layers, cache_dir=tmp_path,
+                              progress=False)
+    files = {LayerSummary.load(f).layer: f for f in tmp_path.glob("*.npz")}
+    files["features.0"].write_bytes(b"garbage")
+    files["features.3"].write_bytes(files["features.3"].read_bytes()[:2000])
+    files["features.5"].write_bytes(b"")
+    with zipfile.ZipFile(files["features.8"], "w") as z:  # a valid archive, no gram
+        z.writestr("layer.npy", b"")
+    for path in files.values():
+        with pytest.raises(NeurozooError, match=f"cache entry {path} is corrupt"):
+            LayerSummary.load(path)
+    with pytest.raises(NeurozooError, match="is corrupt: not an .npz archive"):
+        LayerProjection.load(files["features.0"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="neurozoo.features"):
+        again = extract_summaries(loaded, small_stimuli, layers=layers,
+                                  cache_dir=tmp_path, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    for layer, path in files.items():
+        (msg,) = [w for w in warnings if str(path) in w]
+        assert "is corrupt" in msg and "recomputing" in msg and "pickled" not in msg
+        np.testing.assert_array_equal(again[layer].gram, first[layer].gram)
+    assert LayerSummary.load(files["features.0"]).layer == "features.0"  # rewritten
+
+
 def test_gram_checks():
     with pytest.raises(NeurozooError, match="not symmetric"):
         check_gram(np.array([[1.0, 2.0], [0.0, 1.0]]))
