@@ -120,8 +120,11 @@ def plot_score_vs_depth(table: pd.DataFrame, path: Path,
     models = list(dict.fromkeys(sub["model_id"]))
     ncol = min(3, len(areas))
     nrow = int(np.ceil(len(areas) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False,
-                             sharex=True, sharey=True)
+    # constrained layout keeps the title, panel titles, labels and the legend
+    # below apart, whatever the number of panels
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow + 0.8),
+                             squeeze=False, sharex=True, sharey=True,
+                             layout="constrained")
     cmap = plt.get_cmap("tab10")
     for a, area in enumerate(areas):
         ax = axes[a // ncol][a % ncol]
@@ -142,8 +145,8 @@ def plot_score_vs_depth(table: pd.DataFrame, path: Path,
     for row in axes:
         row[0].set_ylabel(metric)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center",
-               ncol=min(3, len(models)), bbox_to_anchor=(0.5, -0.08))
+    fig.legend(handles, labels, fontsize=7, frameon=False, loc="outside lower center",
+               ncol=min(3, len(models)))
     fig.suptitle("Score against depth (solid: trained, dashed: untrained)")
     return _save(fig, path)
 
