@@ -331,8 +331,7 @@ def preprocess_stimuli(stimuli: StimulusSet, preprocessing,
             fill(i)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(fill, range(1, n)):  # re-raises the first error
-                pass
+            list(pool.map(fill, range(1, n)))  # re-raises the first error
     return out
 
 
@@ -847,8 +846,8 @@ def extract_projections(
     images = preprocess_stimuli(stimuli, loaded.preprocessing)
     n = images.shape[0]
     k = int(n_components) if n_components is not None else jl_dimension(n, eps)
-    default_names, chosen, modified = _resolve_layers(loaded, module, images[:1].to(dev),
-                                                      layers)
+    default_names, chosen, _ = _resolve_layers(loaded, module, images[:1].to(dev),
+                                               layers)
     n_default = max(len(default_names) - 1, 1)
     cache = Path(cache_dir) if cache_dir is not None else None
     prep = loaded.preprocessing.to_dict()
