@@ -59,6 +59,8 @@ METHODS = {
     "himalaya_numpy": "himalaya KernelRidgeCV(linear, cv=5), numpy backend",
     "himalaya_torch": "himalaya KernelRidgeCV(linear, cv=5), torch CPU backend",
     "sklearn_pls": "scikit-learn PLSRegression(25, scale=False)",
+    "sklearn_pls_tight": "scikit-learn PLSRegression(25, scale=False, tol=1e-14, "
+                         "max_iter=50000): its NIPALS iterations converged",
     "neurozoo_pls": "neurozoo kernel PLS(25) from cached Gram",
 }
 
@@ -218,10 +220,13 @@ def _method(method: str, work: Path, layer: str, y: np.ndarray, folds: list,
                 pred[test] = np.asarray(backend.to_numpy(m.predict(x[test])))
             return pred
         return run
-    if method == "sklearn_pls":
+    if method in ("sklearn_pls", "sklearn_pls_tight"):
         import warnings
 
         from sklearn.cross_decomposition import PLSRegression
+        # scikit-learn's default NIPALS tolerance (1e-6) leaves r off by up to
+        # 1e-3; at 1e-14 the iterations converge and the results agree to 1e-6
+        tight = dict(tol=1e-14, max_iter=50000) if method.endswith("tight") else {}
 
         def run():
             x = x32.astype(np.float64)
@@ -229,7 +234,7 @@ def _method(method: str, work: Path, layer: str, y: np.ndarray, folds: list,
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 for train, test in splits:
-                    m = PLSRegression(n_components=25, scale=False)
+                    m = PLSRegression(n_components=25, scale=False, **tight)
                     pred[test] = m.fit(x[train], y[train]).predict(x[test])
             extra["warnings"] = len(caught)
             return pred
@@ -404,6 +409,8 @@ def main() -> None:
     ap.add_argument("--layers",
                     default="features.2,features.7,features.12,classifier.2")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--tight-pls-layers", default="features.12,classifier.2",
+                    help="layers on which sklearn_pls_tight runs (it is slow)")
     ap.add_argument("--vgg", default="torchvision:vgg16@random:0")
     ap.add_argument("--vgg-budget", type=float, default=0.75 * 2**30)
     ap.add_argument("--vgg-batch", type=int, default=8)
@@ -449,6 +456,9 @@ def main() -> None:
         for layer in layers:
             runs[layer] = {}
             for method in methods:
+                if (method == "sklearn_pls_tight"
+                        and layer not in args.tight_pls_layers.split(",")):
+                    continue
                 res = _run_worker(["ridge", method, str(work), layer,
                                    str(args.repeat)], args.timeout,
                                   args.keep_blas_env)
@@ -463,13 +473,15 @@ def main() -> None:
                       flush=True)
             ref_file = work / f"r_sklearn_ridgecv_{layer}.npy"
             pls_file = work / f"r_sklearn_pls_{layer}.npy"
+            tight_file = work / f"r_sklearn_pls_tight_{layer}.npy"
             for method, res in runs[layer].items():
                 rfile = work / f"r_{method}_{layer}.npy"
                 if not rfile.is_file():
                     continue
                 r = np.load(rfile)
                 for key, ref in (("max_abs_dr_vs_sklearn_ridgecv", ref_file),
-                                 ("max_abs_dr_vs_sklearn_pls", pls_file)):
+                                 ("max_abs_dr_vs_sklearn_pls", pls_file),
+                                 ("max_abs_dr_vs_sklearn_pls_tight", tight_file)):
                     if ref.is_file() and ("pls" in method or "pls" not in key):
                         q = np.load(ref)
                         ok = np.isfinite(r) & np.isfinite(q)
@@ -548,11 +560,15 @@ def _targets(result: dict, s: dict) -> dict:
     dr = [r[m]["max_abs_dr_vs_sklearn_ridgecv"] for r in runs
           for m in ("neurozoo_cached_f64", "neurozoo_scratch")
           if "max_abs_dr_vs_sklearn_ridgecv" in r.get(m, {})]
+    pls = [r["neurozoo_pls"]["max_abs_dr_vs_sklearn_pls_tight"] for r in runs
+           if "max_abs_dr_vs_sklearn_pls_tight" in r.get("neurozoo_pls", {})]
     vgg = result.get("vgg16_all_layers", {})
     return {
         "min_speedup_vs_sklearn_ridgecv": check(min(sk) if sk else None, 20, False),
         "max_abs_dr_vs_sklearn_ridgecv_f64": check(max(dr) if dr else None, 1e-6, True),
         "min_speedup_vs_himalaya_cpu": check(min(hi) if hi else None, 1.0, False),
+        "max_abs_dr_pls_vs_sklearn_pls_converged": check(max(pls) if pls else None,
+                                                          1e-6, True),
         "extraction_ratio_from_image_files": check(s.get("extraction_ratio"), 1.25, True),
         "extraction_ratio_forward_only": check(
             result.get("extraction", {}).get(
@@ -565,7 +581,7 @@ def _targets(result: dict, s: dict) -> dict:
 def report(result: dict) -> None:
     print()
     print(f"{'layer':14s} {'p':>7s} {'method':22s} {'wall s':>8s} {'+peak MB':>9s} "
-          f"{'max|dr| vs skl RidgeCV':>22s} {'vs skl PLS':>11s} {'median r':>9s}")
+          f"{'max|dr| vs skl RidgeCV':>22s} {'vs skl PLS*':>11s} {'median r':>9s}")
     for layer, runs in result["runs"].items():
         p = result["data"]["layers"][layer]["n_features"]
         for method, res in runs.items():
@@ -573,12 +589,14 @@ def report(result: dict) -> None:
                 print(f"{layer:14s} {p:7d} {method:22s} ERROR")
                 continue
             d1 = res.get("max_abs_dr_vs_sklearn_ridgecv")
-            d2 = res.get("max_abs_dr_vs_sklearn_pls")
+            d2 = res.get("max_abs_dr_vs_sklearn_pls_tight",
+                         res.get("max_abs_dr_vs_sklearn_pls"))
             print(f"{layer:14s} {p:7d} {method:22s} {res['wall_s']:8.2f} "
                   f"{res['peak_rss_growth_mb']:9.0f} "
                   f"{'' if d1 is None else f'{d1:.2e}':>22s} "
                   f"{'' if d2 is None else f'{d2:.2e}':>11s} "
                   f"{res.get('median_r', float('nan')):9.4f}")
+    print("* against sklearn_pls_tight where it ran, else sklearn_pls")
     s = result["summary"]
     print("\nspeed-up of neurozoo (cached / from scratch) over:")
     for key in ("speedup_vs_sklearn_ridgecv", "speedup_vs_himalaya"):

@@ -84,8 +84,8 @@ from neurozoo.mapping.rsa import (
 
 #: Bumped when the meaning of scores changes, so that cached scores of an
 #: older version are recomputed (2: RSA held-out layer chosen on per-fold
-#: training RDMs; folds of at least 3 stimuli).
-SCORING_VERSION = 2
+#: training RDMs; folds of at least 3 stimuli; 3: the n_scored column).
+SCORING_VERSION = 3
 
 __all__ = [
     "SCORING_VERSION",
@@ -499,7 +499,9 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
     -------
     table : DataFrame
         Tidy rows: model_id, layer, layer_index, relative_depth, area, metric,
-        selection, value, ci_low, ci_high, n_neuroids, n_reliable.
+        selection, value, ci_low, ci_high, n_neuroids, n_reliable, n_scored
+        (the values behind a median over neuroids: the reliable neuroids with a
+        finite score; for area-level metrics, RSA and CKA, n_reliable).
     per_neuroid : xarray.Dataset
         ``reliability`` and ``reliable`` (neuroid); with ridge, ``ridge_r``
         (layer, neuroid), ``ridge_r_folds``, ``ridge_alpha`` and
@@ -582,6 +584,8 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 "ridge_fev": r * np.abs(r) / reliability}
 
     def add(layer, li, area, metric, selection, stats, n_neuroids, n_rel):
+        """One row; ``stats`` is (value, ci_low, ci_high) or, for medians over
+        neuroids, (value, ci_low, ci_high, number of finite values behind it)."""
         rows.append({
             "model_id": model_id, "layer": layer,
             "layer_index": summaries[layer].index if layer else -1,
@@ -589,7 +593,21 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
             "area": area, "metric": metric, "selection": selection,
             "value": stats[0], "ci_low": stats[1], "ci_high": stats[2],
             "n_neuroids": n_neuroids, "n_reliable": n_rel,
+            "n_scored": stats[3] if len(stats) > 3 else n_rel,
         })
+
+    def median_of(v, layer, metric, area):
+        """Bootstrap median over the reliable neuroids of ``area`` (``sel``)
+        with the number of finite values it used; says when some are not."""
+        v = v[sel]
+        n_finite = int(np.isfinite(v).sum())
+        if n_finite < v.size:
+            log.warning("%s, %s, %s, %s: %d of %d reliable neuroids have no finite "
+                        "score (a constant prediction has no correlation); the median "
+                        "is over the other %d (column n_scored)", model_id, area,
+                        layer or "held-out best layer", metric, v.size - n_finite,
+                        v.size, n_finite)
+        return (*bootstrap_median(v, config.n_bootstrap, seed), n_finite)
 
     def add_in_sample_max(area, metric, stats_by_layer, n_area, n_rel):
         """The best layer's row (by value), for layers that have one."""
@@ -612,7 +630,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
             per_layer: dict[str, list] = {}
             for li, name in enumerate(layers):
                 for metric, v in metrics(r_all[li]).items():
-                    st = bootstrap_median(v[sel], config.n_bootstrap, seed)
+                    st = median_of(v, name, metric, area)
                     add(name, li, area, metric, "layer", st, n_area, n_rel)
                     per_layer.setdefault(metric, []).append(st)
             for metric, stats_list in per_layer.items():
@@ -631,8 +649,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 mode = max(set(chosen), key=chosen.count)
                 for metric, v in metrics(np.where(sel, r_heldout, np.nan)).items():
                     add(layers[mode], mode, area, metric, "best_heldout",
-                        bootstrap_median(v[sel], config.n_bootstrap, seed), n_area,
-                        n_rel)
+                        median_of(v, "", metric, area), n_area, n_rel)
             else:
                 log.warning("%s, %s: no layer has a finite leave-one-out score in "
                             "some fold; no held-out best layer", model_id, area)
@@ -650,7 +667,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 pls_fitted[ai, :, li] = fitted
                 r = pls_r_folds[:, li].mean(axis=0)
                 for metric, v in (("pls_r", r), ("pls_r_corrected", r / sqrt_rel)):
-                    st = bootstrap_median(v[sel], config.n_bootstrap, seed)
+                    st = median_of(v, name, metric, area)
                     add(name, li, area, metric, "layer", st, n_area, n_rel)
                     pls_stats.setdefault(metric, []).append((li, st))
             for metric, stats_list in pls_stats.items():

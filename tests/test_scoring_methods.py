@@ -468,3 +468,35 @@ def test_default_zoo_yaml_lists_every_field_with_its_default():
     raw = yaml.safe_load(path.read_text())
     assert set(raw) == {f.name for f in dataclasses.fields(RunConfig)}
     assert set(raw["scoring"]) == {f.name for f in dataclasses.fields(ScoringConfig)}
+
+
+def test_n_scored_counts_the_finite_values_behind_a_median(real, scored_all, caplog):
+    """A reliable neuroid whose responses are constant on one test fold has no
+    finite r: the medians leave it out, n_scored says so and the log warns."""
+    sub, rel, summaries, _, _ = real
+    config = ScoringConfig(n_bootstrap=N_BOOT, methods=["ridge", "pls"])
+    areas = np.asarray(sub.coords["area"].values).astype(str)
+    reliable = rel >= config.reliability_threshold
+    j = int(np.flatnonzero(reliable & (areas == "VISp"))[0])
+    test = kfold_indices(sub.sizes["stimulus"], config.n_folds, config.seed)[0]
+    values = np.array(sub.values, dtype=np.float64)
+    values[:, test, j] = np.where(np.isfinite(values[:, test, j]), 1.0, np.nan)
+    flat = sub.copy(data=values)
+    with caplog.at_level(logging.WARNING, logger="neurozoo"):
+        table, ds = score_model(summaries, flat, rel, config, MODEL)
+    assert np.isnan(ds["ridge_r"].values[:, j]).all()
+    assert "1 of" in caplog.text and "n_scored" in caplog.text
+    visp = table[(table.area == "VISp") & table.metric.isin(
+        ["ridge_r", "ridge_r_corrected", "ridge_fev", "pls_r", "pls_r_corrected"])]
+    assert (visp.n_scored == visp.n_reliable - 1).all()
+    sel = reliable & (areas == "VISp")
+    for li, layer in enumerate(LAYERS):
+        row = visp[(visp.layer == layer) & (visp.metric == "ridge_r")
+                   & (visp.selection == "layer")].iloc[0]
+        r = ds["ridge_r"].values[li, sel]
+        assert row.value == pytest.approx(np.median(r[np.isfinite(r)]), abs=0)
+    # untouched data: every reliable neuroid is behind every median
+    table_all, _ = scored_all
+    per_neuroid = table_all[~table_all.metric.isin(["rsa", "rsa_corrected",
+                                                    "rsa_ceiling", "cka"])]
+    assert (per_neuroid.n_scored == per_neuroid.n_reliable).all()
