@@ -256,6 +256,8 @@ def stage_prepare(config: RunConfig, out_dir: str | Path, inputs=None) -> dict:
     info = {
         "key": key, "data_sha256": digest,
         "data_source": str(config.data or default_bundle_path()),
+        "stimuli_source": config.stimuli,
+        "areas": config.areas,
         "stimuli_sha256": stimuli.identity(),
         "n_stimuli": len(stimuli), "n_neuroids": int(responses.sizes["neuroid"]),
         "n_trials": int(responses.sizes["trial"]),
@@ -309,6 +311,15 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
 
     index = {
         "model": loaded.provenance(),
+        # the settings this extraction ran with (stage aggregate records them)
+        "extraction": {
+            "layers": _layers_for(config, loaded.spec.model_id),
+            "batch_size": config.batch_size, "device": config.device,
+            "memory_budget_gb": config.memory_budget_gb,
+            "max_gram_stimuli": config.max_gram_stimuli,
+            "projection_components": config.projection_components,
+            "projection_seed": config.projection_seed,
+        },
         "stimuli_sha256": stim_id,
         "seconds": time.perf_counter() - t0,
         "path": "primal" if primal else "gram",
@@ -411,10 +422,14 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
 
     The provenance describes what was aggregated, not the config this stage
     was given: its ``config.models`` and ``config.areas`` are the model ids
-    and areas found in the score tables, and ``config.scoring`` (and
-    ``seed``) the settings the score files were made with. Score files made
-    with different settings are each recorded under ``models``, and
-    ``config.scoring`` is then null, with a warning.
+    and areas found in the score tables; ``config.scoring`` (and ``seed``)
+    the settings the score files were made with; the extraction settings
+    (``batch_size``, ``device``, ``memory_budget_gb``, ``max_gram_stimuli``,
+    ``projection_*``) those of the feature indexes, and ``config.layers``
+    the layers each model was scored on; ``config.data`` and
+    ``config.stimuli`` the sources ``data/prepare.json`` names. Settings that
+    differ between models are each recorded under ``models``, and the
+    ``config`` field is then null, with a warning.
     """
     import xarray as xr
 
@@ -450,6 +465,8 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
             idx = read_json(feat)
             models.setdefault(idx["model"]["model_id"], {}).update({
                 **idx["model"], "n_layers": len(idx["layers"]),
+                "layers": [entry["layer"] for entry in idx["layers"]],
+                "extraction": idx.get("extraction"),
                 "extract_seconds": idx["seconds"],
                 "feature_path": idx.get("path", "gram")})
     table = pd.concat(tables, ignore_index=True)
@@ -464,6 +481,25 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
                     "settings (%s); provenance.json records each under 'models'",
                     ", ".join(sorted(scorings)))
         recorded["scoring"] = None
+    extractions = {mid: m["extraction"] for mid, m in models.items()
+                   if m.get("extraction")}
+    if extractions:
+        recorded["layers"] = {mid: m["layers"] for mid, m in models.items()
+                              if "layers" in m}
+        for name in next(iter(extractions.values())):
+            if name == "layers":
+                continue
+            values = {stable_hash(e.get(name)) for e in extractions.values()}
+            recorded[name] = (next(iter(extractions.values())).get(name)
+                              if len(values) == 1 else None)
+            if len(values) > 1:
+                log.warning("aggregate: the models were extracted with different '%s'; "
+                            "provenance.json records each under 'models'", name)
+    prepared = out_dir / "data" / "prepare.json"
+    prepare_info = read_json(prepared) if prepared.is_file() else None
+    if prepare_info is not None:
+        recorded["data"] = prepare_info.get("data_source")
+        recorded["stimuli"] = prepare_info.get("stimuli_source")
     with atomic_path(out_dir / "scores.csv") as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(out_dir / "neuroid_scores.csv") as tmp:
@@ -478,9 +514,8 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
         "seed": recorded["scoring"]["seed"] if recorded["scoring"] else None,
         "models": models,
     }
-    prepared = out_dir / "data" / "prepare.json"
-    if prepared.is_file():
-        prov["data"] = read_json(prepared)
+    if prepare_info is not None:
+        prov["data"] = prepare_info
     prov.update(extra_provenance or {})
     write_json(out_dir / "provenance.json", prov)
     return table

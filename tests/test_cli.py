@@ -228,6 +228,12 @@ def test_aggregate_provenance_records_what_was_aggregated(small_dataset, tmp_pat
     assert prov["config"]["scoring"] == scoring
     assert prov["models"][MODEL]["scoring"] == scoring
     assert prov["seed"] == scoring["seed"]
+    # extraction settings and data: those the stages ran with, not the
+    # aggregate's own defaults (batch 32, the bundled data, default layers)
+    assert prov["config"]["layers"] == {MODEL: LAYERS[:2]}
+    assert prov["config"]["batch_size"] == 8
+    assert prov["config"]["data"] == str(small_dataset / "responses.nc")
+    assert prov["models"][MODEL]["extraction"]["layers"] == LAYERS[:2]
 
 
 def test_closed_stdout_exits_quietly(tmp_path):

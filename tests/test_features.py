@@ -211,6 +211,38 @@ def test_gram_rowsum_paths_match_brute_force(n, p, chunk, threads, dtype, transp
     assert gram.dtype == torch.float64 and rowsum.dtype == torch.float64
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gram_rowsum_many_matches_one_layer_at_a_time(threads):
+    """Several layers in one pool: layers of one chunk and of many, row
+    blocks that differ between layers, against float64 numpy per layer."""
+    from neurozoo.features import gram_rowsum_many
+
+    rng = np.random.default_rng(3)
+    n = 12
+    layers = [
+        torch.from_numpy(rng.normal(size=(n, 5000)).astype(np.float32)),  # many chunks
+        [torch.from_numpy(rng.normal(size=(k, 300)).astype(np.float32))  # one chunk
+         for k in (5, 5, 2)],
+        [torch.from_numpy(rng.normal(size=(k, 900)).astype(np.float32))  # other blocks
+         for k in (7, 5)],
+    ]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = gram_rowsum_many(layers, chunk_bytes=(n + 1) * 8 * 256)
+    finally:
+        torch.set_num_threads(before)
+    assert len(out) == 3
+    for x, (gram, rowsum) in zip(layers, out):
+        x64 = (torch.cat(x) if isinstance(x, list) else x).double().numpy()
+        np.testing.assert_allclose(gram.numpy(), x64 @ x64.T, rtol=1e-12, atol=1e-10)
+        np.testing.assert_array_equal(gram.numpy(), gram.numpy().T)
+        np.testing.assert_allclose(rowsum.numpy(), x64.sum(axis=1), rtol=1e-12,
+                                   atol=1e-10)
+    with pytest.raises(NeurozooError, match="different numbers of rows"):
+        gram_rowsum_many([layers[0], layers[0][:5]])
+
+
 def test_outputs_modified_in_place_are_found_by_the_probe():
     from neurozoo.features import modified_in_place
 
