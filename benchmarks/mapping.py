@@ -66,6 +66,7 @@ METHODS = {
 
 
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+EXTRACT_REPEATS = 7  # alternating extraction / bare forward pairs
 
 
 def _blas() -> list[dict]:
@@ -292,27 +293,41 @@ def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict
                 module(images[lo: lo + batch])
         return time.perf_counter() - t0
 
+    def extract() -> float:
+        t0 = time.perf_counter()
+        summaries = extract_summaries(loaded, stimuli, batch_size=batch, device="cpu",
+                                      memory_budget=budget, progress=False)
+        seconds = time.perf_counter() - t0
+        out["n_layers"] = len(summaries)
+        out["n_features_total"] = int(sum(s.n_features for s in summaries.values()))
+        return seconds
+
     if mode in ("bare", "both"):
         with torch.inference_mode():
             module(preprocess_stimuli(stimuli.subset(stimuli.stimulus_ids[:2]),
                                       loaded.preprocessing))  # warm-up
         out["bare_forward_s"] = [forward()]
-    if mode == "both":
+    if mode == "bare":
         out["bare_forward_s"].append(forward())
-    if mode in ("extract", "both"):
+    if mode == "extract":
         out["rss_before_extract_mb"] = _maxrss_mb()
+        out["extract_all_s"] = [extract()]
+        out["extract_s"] = out["extract_all_s"][0]
+        out["peak_rss_mb"] = _maxrss_mb()
+    if mode == "both":
+        # Alternating runs, so that a slow spell of this shared machine
+        # (timings drift by 20%) hits both; the first extraction in a
+        # process pays one-time costs (thread pools, the allocator's growth)
+        # and is reported apart.
+        out["rss_before_extract_mb"] = _maxrss_mb()
+        out["extract_first_s"] = extract()
         out["extract_all_s"] = []
-        for _ in range(3 if mode == "both" else 1):
-            t0 = time.perf_counter()
-            summaries = extract_summaries(loaded, stimuli, batch_size=batch, device="cpu",
-                                          memory_budget=budget, progress=False)
-            out["extract_all_s"].append(time.perf_counter() - t0)
+        for _ in range(EXTRACT_REPEATS):
+            out["extract_all_s"].append(extract())
+            out["bare_forward_s"].append(forward())
         out["extract_s"] = min(out["extract_all_s"])
         out["peak_rss_mb"] = _maxrss_mb()
-        out["n_layers"] = len(summaries)
-        out["n_features_total"] = int(sum(s.n_features for s in summaries.values()))
     if mode in ("bare", "both"):
-        out["bare_forward_s"].append(forward())
         preps = []
         for _ in range(2):
             t0 = time.perf_counter()
@@ -333,6 +348,11 @@ def _ratios(out: dict) -> None:
     out["ratio_extract_to_bare"] = out["extract_s"] / bare_s
     out["ratio_extract_to_bare_without_preprocessing"] = (
         (out["extract_s"] - prep) / (bare_s - prep))
+    pairs = list(zip(out.get("extract_all_s", []), out["bare_forward_s"][1:]))
+    if len(pairs) > 1:  # alternating runs: each extraction with the bare pass after it
+        out["ratio_paired_median"] = float(np.median([e / b for e, b in pairs]))
+        out["ratio_paired_median_without_preprocessing"] = float(np.median(
+            [(e - prep) / (b - prep) for e, b in pairs]))
 
 
 def _run_worker(args: list[str], timeout: float, keep_blas_env: bool = False) -> dict:
@@ -563,16 +583,20 @@ def _targets(result: dict, s: dict) -> dict:
     pls = [r["neurozoo_pls"]["max_abs_dr_vs_sklearn_pls_tight"] for r in runs
            if "max_abs_dr_vs_sklearn_pls_tight" in r.get("neurozoo_pls", {})]
     vgg = result.get("vgg16_all_layers", {})
+    ext = result.get("extraction", {})
     return {
         "min_speedup_vs_sklearn_ridgecv": check(min(sk) if sk else None, 20, False),
         "max_abs_dr_vs_sklearn_ridgecv_f64": check(max(dr) if dr else None, 1e-6, True),
         "min_speedup_vs_himalaya_cpu": check(min(hi) if hi else None, 1.0, False),
         "max_abs_dr_pls_vs_sklearn_pls_converged": check(max(pls) if pls else None,
                                                           1e-6, True),
-        "extraction_ratio_from_image_files": check(s.get("extraction_ratio"), 1.25, True),
+        # the median over alternating extraction / bare pairs: a single
+        # fastest-of ratio moves by 0.1-0.2 between runs on this machine
+        "extraction_ratio_from_image_files": check(
+            ext.get("ratio_paired_median", s.get("extraction_ratio")), 1.25, True),
         "extraction_ratio_forward_only": check(
-            result.get("extraction", {}).get(
-                "ratio_extract_to_bare_without_preprocessing"), 1.25, True),
+            ext.get("ratio_paired_median_without_preprocessing",
+                    ext.get("ratio_extract_to_bare_without_preprocessing")), 1.25, True),
         "vgg16_peak_rss_bytes": check(vgg["peak_rss_mb"] * 2**20
                                       if "peak_rss_mb" in vgg else None, 3e9, True),
     }
@@ -610,7 +634,10 @@ def report(result: dict) -> None:
               f"{ext['extract_s']:.1f} s,"
               f" bare forward {min(ext['bare_forward_s']):.1f} s, ratio "
               f"{ext['ratio_extract_to_bare']:.2f} (without image loading and "
-              f"preprocessing: {ext['ratio_extract_to_bare_without_preprocessing']:.2f})")
+              f"preprocessing: {ext['ratio_extract_to_bare_without_preprocessing']:.2f}); "
+              "median over alternating pairs "
+              f"{ext.get('ratio_paired_median', float('nan')):.2f} / "
+              f"{ext.get('ratio_paired_median_without_preprocessing', float('nan')):.2f}")
     vgg = result.get("vgg16_all_layers")
     if vgg and "peak_rss_mb" in vgg:
         print(f"{vgg['model']}: {vgg['n_layers']} layers, {vgg['n_features_total']} "

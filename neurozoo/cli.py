@@ -34,6 +34,8 @@ def _config(args):
     for name in ("data", "stimuli", "device", "cache_dir", "batch_size"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
+    if getattr(args, "save_features", False):
+        overrides["save_features"] = True
     if getattr(args, "models", None):
         overrides["models"] = args.models
     if getattr(args, "areas", None):
@@ -51,6 +53,12 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--cache-dir", dest="cache_dir", help="summary cache folder")
     p.add_argument("--batch-size", dest="batch_size", type=int)
+
+
+def _add_save_features(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save-features", dest="save_features", action="store_true",
+                   help="also write each layer's raw float32 features to "
+                        "OUT/features/<model>/<layer>.npy (config save_features)")
 
 
 def cmd_run(args) -> int:
@@ -151,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--out", type=Path, default=Path("results"),
                    help="results folder (default: ./results)")
+    _add_save_features(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("stage", help="run one pipeline stage")
@@ -163,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", type=Path, required=True, help="features index .json")
+    _add_save_features(s)
     s = stages.add_parser("score", help="score one model")
     _add_common(s, data=False)
     s.add_argument("--data-dir", type=Path, required=True)

@@ -63,6 +63,10 @@ class RunConfig:
         Johnson-Lindenstrauss dimension of the stimulus count (eps = 0.1).
     projection_seed : int
         Primal path: seed of the projection matrices.
+    save_features : bool
+        Also write every scored layer's raw float32 features to
+        ``OUT/features/<model>/<layer>.npy`` (one more forward pass; see
+        :mod:`neurozoo.rawfeatures`).
     scoring : ScoringConfig
     """
 
@@ -79,6 +83,7 @@ class RunConfig:
     max_gram_stimuli: int = MAX_GRAM_STIMULI
     projection_components: int | None = None
     projection_seed: int = 0
+    save_features: bool = False
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def __post_init__(self):
@@ -110,6 +115,9 @@ class RunConfig:
                 want = kind.__name__ if isinstance(kind, type) else "a number"
                 raise NeurozooError(
                     f"config field '{name}': expected {want}, got {value!r}")
+        if not isinstance(self.save_features, bool):
+            raise NeurozooError("config field 'save_features': expected true or false, "
+                                f"got {self.save_features!r}")
         for name in ("data", "stimuli", "cache_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise NeurozooError(f"config field '{name}': expected a path string")

@@ -280,7 +280,9 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
     Writes ``out_file``, a JSON index: the model's provenance, the path taken
     (``"gram"`` or ``"primal"``, with the projection's ``k`` and seed) and,
     per layer, its cache file, its ``kind`` (``"summary"`` or
-    ``"projection"``), shape and relative depth.
+    ``"projection"``), shape and relative depth. With
+    ``config.save_features``, the raw features also go to the folder named
+    like ``out_file`` without ``.json`` (:func:`neurozoo.rawfeatures.save_features`).
     """
     from neurozoo.mapping.primal import jl_dimension
 
@@ -296,6 +298,14 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         progress=progress, max_gram_stimuli=config.max_gram_stimuli,
         n_components=config.projection_components, seed=config.projection_seed,
     )
+    raw = None
+    if config.save_features:
+        from neurozoo.rawfeatures import save_features
+
+        raw = Path(out_file).with_suffix("")
+        save_features(loaded, stimuli, raw, layers=_layers_for(config, loaded.spec.model_id),
+                      batch_size=config.batch_size, device=config.device,
+                      progress=progress)
     prep = loaded.preprocessing.to_dict()
     stim_id = stimuli.identity()
     arch = architecture_tag(loaded)
@@ -319,7 +329,10 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
             "max_gram_stimuli": config.max_gram_stimuli,
             "projection_components": config.projection_components,
             "projection_seed": config.projection_seed,
+            "save_features": config.save_features,
         },
+        # raw float32 features (config save_features), one .npy per layer
+        "raw_features": str(raw) if raw is not None else None,
         "stimuli_sha256": stim_id,
         "seconds": time.perf_counter() - t0,
         "path": "primal" if primal else "gram",

@@ -1,0 +1,167 @@
+"""Raw features on disk: the saved arrays against the network's outputs
+captured directly, resuming, interruption, disk space and bad input."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from neurozoo.cli import main
+from neurozoo.config import RunConfig
+from neurozoo.data.stimuli import load_stimulus_set
+from neurozoo.errors import NeurozooError
+from neurozoo.features import extract_summaries, preprocess_stimuli
+from neurozoo.models import load_model
+from neurozoo.rawfeatures import INDEX_NAME, load_features, save_features
+
+MODEL = "torchvision:alexnet@random:0"
+# features.0 is overwritten by the in-place ReLU after it
+LAYERS = ["features.0", "features.5", "classifier.2"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL)
+
+
+@pytest.fixture(scope="module")
+def stimuli(small_dataset):
+    return load_stimulus_set(small_dataset / "stimuli")
+
+
+def _captured(loaded, stimuli, layers, batch_size):
+    """The layers' outputs, cloned in forward hooks: the obvious reference."""
+    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    mods = dict(loaded.module.named_modules())
+    got = {nm: [] for nm in layers}
+    handles = [mods[nm].register_forward_hook(
+        lambda _m, _i, o, nm=nm: got[nm].append(o.reshape(o.shape[0], -1).clone()))
+        for nm in layers]
+    try:
+        with torch.inference_mode():
+            for lo in range(0, len(images), batch_size):
+                loaded.module(images[lo: lo + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    return {nm: torch.cat(v).numpy() for nm, v in got.items()}
+
+
+def test_saved_features_are_the_layer_outputs(model, stimuli, tmp_path):
+    index = save_features(model, stimuli, tmp_path / "raw", layers=LAYERS,
+                          batch_size=5, device="cpu", progress=False)
+    ref = _captured(model, stimuli, LAYERS, batch_size=5)
+    saved_index, feats = load_features(tmp_path / "raw")
+    assert saved_index == json.loads((tmp_path / "raw" / INDEX_NAME).read_text())
+    assert index["stimulus_ids"] == [str(s) for s in stimuli.stimulus_ids]
+    assert [e["layer"] for e in index["layers"]] == LAYERS
+    for nm in LAYERS:
+        assert isinstance(feats[nm], np.memmap) and feats[nm].dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(feats[nm]), ref[nm])
+        assert (tmp_path / "raw" / f"{nm}.json").is_file()
+    # the same numbers as the Gram summaries of the extraction
+    summaries = extract_summaries(model, stimuli, layers=LAYERS, batch_size=5,
+                                  device="cpu", progress=False)
+    for nm in LAYERS:
+        x = np.asarray(feats[nm], dtype=np.float64)
+        np.testing.assert_allclose(summaries[nm].gram, x @ x.T, rtol=1e-12)
+        np.testing.assert_allclose(summaries[nm].rowsum, x.sum(axis=1), rtol=1e-12)
+    assert not list((tmp_path / "raw").glob(".*partial"))
+
+
+def test_rerun_keeps_valid_files_and_redoes_the_others(model, stimuli, tmp_path,
+                                                       monkeypatch):
+    import neurozoo.rawfeatures as rf
+
+    out = tmp_path / "raw"
+    save_features(model, stimuli, out, layers=LAYERS, device="cpu", progress=False)
+    before = (out / "features.5.npy").stat().st_mtime_ns
+    written = []
+    real = rf._write_pass
+
+    def spy(module, todo, *args, **kwargs):
+        written.append(list(todo))
+        return real(module, todo, *args, **kwargs)
+
+    monkeypatch.setattr(rf, "_write_pass", spy)
+    save_features(model, stimuli, out, layers=LAYERS, device="cpu", progress=False)
+    assert written == []
+    (out / "classifier.2.npy").write_bytes(b"truncated")
+    save_features(model, stimuli, out, layers=LAYERS, device="cpu", progress=False)
+    assert written == [["classifier.2"]]
+    assert (out / "features.5.npy").stat().st_mtime_ns == before
+    _, feats = load_features(out, ["classifier.2"])
+    ref = _captured(model, stimuli, ["classifier.2"], batch_size=32)
+    np.testing.assert_allclose(feats["classifier.2"], ref["classifier.2"], rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_interrupted_pass_leaves_no_file(model, stimuli, tmp_path):
+    calls = {"n": 0}
+
+    def boom(_m, _i, _o):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    handle = dict(model.module.named_modules())["features.5"].register_forward_hook(boom)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_features(model, stimuli, tmp_path / "raw", layers=LAYERS, batch_size=8,
+                          device="cpu", progress=False)
+    finally:
+        handle.remove()
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == []
+
+
+def test_too_little_disk_space_is_an_error_before_writing(model, stimuli, tmp_path,
+                                                          monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9, 1000))
+    with pytest.raises(NeurozooError, match=r"needs 0\.\d+ GB in .*raw.* 0\.00 GB are free"):
+        save_features(model, stimuli, tmp_path / "raw", layers=LAYERS, device="cpu",
+                      progress=False)
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_load_features_errors_name_the_problem(model, stimuli, tmp_path):
+    with pytest.raises(NeurozooError, match="no features.json"):
+        load_features(tmp_path)
+    save_features(model, stimuli, tmp_path / "raw", layers=LAYERS[1:], device="cpu",
+                  progress=False)
+    with pytest.raises(NeurozooError, match="no layer features.9; it holds features.5, "
+                                            "classifier.2"):
+        load_features(tmp_path / "raw", ["features.9"])
+    (tmp_path / "raw" / "features.5.npy").write_bytes(b"not numpy")
+    with pytest.raises(NeurozooError, match="features.5.npy: not a readable .npy"):
+        load_features(tmp_path / "raw", ["features.5"])
+
+
+def test_save_features_config_field_and_stage_flag(small_dataset, tmp_path, cache_env,
+                                                   capsys, caplog):
+    with pytest.raises(NeurozooError, match="save_features.*true or false"):
+        RunConfig(save_features="yes")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"data": str(small_dataset / "responses.nc"),
+                               "models": [MODEL], "layers": {MODEL: LAYERS[1:]},
+                               "reliability_splits": 10, "batch_size": 8,
+                               "scoring": {"n_bootstrap": 50, "n_folds": 4}}))
+    run_dir = tmp_path / "run"
+    assert main(["-q", "stage", "prepare", "--config", str(cfg), "--out",
+                 str(run_dir / "data")]) == 0
+    with caplog.at_level(logging.INFO, logger="neurozoo"):
+        assert main(["stage", "extract", "--config", str(cfg), "--data-dir",
+                     str(run_dir / "data"), "--model", MODEL, "--out",
+                     str(run_dir / "features" / "m.json"), "--save-features"]) == 0
+    index = json.loads((run_dir / "features" / "m.json").read_text())
+    assert index["extraction"]["save_features"] is True
+    assert index["raw_features"] == str(run_dir / "features" / "m")
+    _, feats = load_features(index["raw_features"])
+    assert sorted(feats) == sorted(LAYERS[1:])
+    assert all(f.shape[0] == 24 for f in feats.values())
+    assert "writing the raw features of 2 layers" in caplog.text
