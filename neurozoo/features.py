@@ -443,16 +443,25 @@ def gram_rowsum_many(layers: list, chunk_bytes: int = 1 << 22
         p = blocks[0].shape[1]
         step = _chunk_columns(n + 1, p, chunk_bytes)
         tasks += [(li, start, min(step, p - start)) for start in range(0, p, step)]
-    widest = max(width for _, _, width in tasks)
+    widest = max((width for _, _, width in tasks), default=1)
     # Small n: the chunks are shared among threads that each call
     # single-threaded BLAS (see small_problem_threads: a multithreaded BLAS on
     # updates this small mostly synchronises). Large n: BLAS's own threads.
     workers = max(1, min(torch.get_num_threads(), len(tasks))) if n <= SMALL_N else 1
 
+    # Each worker takes a contiguous run of tasks (layer by layer) of about
+    # equal total width, so that it holds the sums of only the few layers its
+    # run touches (at most len(layers) + workers - 1 (n+1)^2 arrays in all),
+    # not one per layer per worker.
+    ends = np.cumsum([width for _, _, width in tasks])
+    cuts = np.searchsorted(ends, ends[-1] * np.arange(1, workers) / workers) if tasks \
+        else np.zeros(workers - 1, dtype=int)
+    runs = np.split(np.arange(len(tasks)), cuts)
+
     def accumulate(first: int) -> dict[int, np.ndarray]:
         sums: dict[int, np.ndarray] = {}
         block = np.empty((n + 1, widest), dtype=np.float64)
-        for li, start, width in tasks[first::workers]:
+        for li, start, width in (tasks[t] for t in runs[first]):
             b = block[:, :width]
             b[n] = 1.0
             rows = offsets or np.cumsum([0] + [a.shape[0] for a in arrays[li]]).tolist()
@@ -474,7 +483,8 @@ def gram_rowsum_many(layers: list, chunk_bytes: int = 1 << 22
                 parts = list(pool.map(accumulate, range(workers)))
     out = []
     for li in range(len(items)):
-        full = sum(part[li] for part in parts if li in part)
+        full = sum((part[li] for part in parts if li in part),
+                   np.zeros((n + 1, n + 1)))  # zeros: a layer with no columns
         gram = full[:n, :n]
         out.append((torch.from_numpy((gram + gram.T) / 2),
                     torch.from_numpy(np.ascontiguousarray(full[n, :n]))))
