@@ -298,11 +298,13 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         progress=progress, max_gram_stimuli=config.max_gram_stimuli,
         n_components=config.projection_components, seed=config.projection_seed,
     )
+    seconds = time.perf_counter() - t0  # the extraction's, not the raw features'
     raw = None
     if config.save_features:
         from neurozoo.rawfeatures import save_features
 
-        raw = Path(out_file).with_suffix("")
+        out = Path(out_file)  # out/m.json -> out/m/; out/m (no suffix) -> out/m-raw/
+        raw = out.with_suffix("") if out.suffix else out.with_name(out.name + "-raw")
         save_features(loaded, stimuli, raw, layers=_layers_for(config, loaded.spec.model_id),
                       batch_size=config.batch_size, device=config.device,
                       progress=progress)
@@ -334,7 +336,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         # raw float32 features (config save_features), one .npy per layer
         "raw_features": str(raw) if raw is not None else None,
         "stimuli_sha256": stim_id,
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "path": "primal" if primal else "gram",
         **({"projection": {"k": k, "seed": config.projection_seed}} if primal else {}),
         "layers": [

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from neurozoo.features import (
     resolve_device,
     summary_key,
 )
-from neurozoo.io import read_json, write_json
+from neurozoo.io import read_json, stable_hash, write_json
 
 __all__ = ["save_features", "load_features", "INDEX_NAME"]
 
@@ -51,6 +52,16 @@ log = logging.getLogger(__name__)
 
 #: The index file of a raw-feature folder.
 INDEX_NAME = "features.json"
+
+
+def _file_stem(layer: str) -> str:
+    """A file name for ``layer``: the name itself when it is a plain file name
+    (module names are dotted identifiers), else a safe form with a hash (a
+    ``ModuleDict`` key may hold ``/`` or other characters)."""
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", layer) and len(layer) <= 200:
+        return layer
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", layer)[:100].lstrip(".")
+    return f"{safe}-{stable_hash(layer, length=8)}"
 
 
 def _header(n: int, p: int) -> bytes:
@@ -128,7 +139,8 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
             for nm, _ in chosen}
 
     def paths(name: str) -> tuple[Path, Path]:
-        return out_dir / f"{name}.npy", out_dir / f"{name}.json"
+        stem = _file_stem(name)
+        return out_dir / f"{stem}.npy", out_dir / f"{stem}.json"
 
     todo = [nm for nm, _ in chosen if not _is_valid(*paths(nm), keys[nm], n, sizes[nm])]
     t0 = time.perf_counter()
@@ -181,7 +193,7 @@ def _write_pass(module, todo, sizes, images, batch_size, dev, out_dir, paths,
                 progress, model_id) -> None:
     """One forward pass that streams the outputs of ``todo`` into files."""
     n = images.shape[0]
-    partial = {nm: out_dir / f".{nm}.npy.partial" for nm in todo}
+    partial = {nm: out_dir / f".{paths(nm)[0].name}.partial" for nm in todo}
     fds: dict[str, int] = {}
     offsets: dict[str, int] = {}
     state = {"lo": 0, "left": set()}
