@@ -772,8 +772,11 @@ def extract_summaries(
     for group in _groups(todo, n, int(memory_budget)):
         buffers = _run_group(module, mods, group, shapes, images, batch_size, dev, copy,
                              progress, loaded.spec.model_id)
-        sums = gram_rowsum_many([buffers[(nm, a)] for nm, a, _ in group])
-        buffers.clear()
+        if dev.type == "cpu":  # every layer of the pass at once (threads share them)
+            sums = gram_rowsum_many([buffers[(nm, a)] for nm, a, _ in group])
+            buffers.clear()
+        else:  # one layer at a time: its n x n result leaves the GPU before the next
+            sums = (gram_rowsum_many([buffers.pop((nm, a))])[0] for nm, a, _ in group)
         for (nm, _, b), (gram_t, rowsum_t) in zip(group, sums):
             acc = partial.setdefault(nm, [0.0, 0.0])
             acc[0] = acc[0] + gram_t.cpu().numpy()

@@ -8,10 +8,10 @@ output, batch by batch, into one ``.npy`` file per layer (shape
 ``(n_stimuli, n_features)``, rows in the order of the stimulus set). Memory
 stays at one batch whatever the layer sizes; the disk space is checked
 first, since it is large (AlexNet's default layers on the 118 bundled
-images: 0.5 GB; VGG-16's: about 7 GB).
+images: 0.5 GB; VGG-16's 37: 13.5 GB).
 
 Each file is written under a temporary name and renamed when the pass ends;
-a JSON sidecar next to it names what it holds (model, weights, stimuli,
+a JSON sidecar next to it (``<layer>.npy.json``) names what it holds (model, weights, stimuli,
 preprocessing, layer: the key of the layer's Gram summary). A rerun keeps
 the files whose sidecar matches and computes only the others. ``features.json``
 in the folder lists the layers, their files and shapes and the stimulus ids.
@@ -139,8 +139,8 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
             for nm, _ in chosen}
 
     def paths(name: str) -> tuple[Path, Path]:
-        stem = _file_stem(name)
-        return out_dir / f"{stem}.npy", out_dir / f"{stem}.json"
+        stem = _file_stem(name)  # sidecars end in .npy.json: never the index's name
+        return out_dir / f"{stem}.npy", out_dir / f"{stem}.npy.json"
 
     todo = [nm for nm, _ in chosen if not _is_valid(*paths(nm), keys[nm], n, sizes[nm])]
     t0 = time.perf_counter()
@@ -203,6 +203,13 @@ def _write_pass(module, todo, sizes, images, batch_size, dev, out_dir, paths,
         def fn(_m, _inp, out):
             flat = out.reshape(out.shape[0], -1)
             rows = flat.detach().to("cpu", torch.float32).numpy()
+            want = (min(batch_size, n - state["lo"]), sizes[name])
+            if rows.shape != want:  # the probe image's shape said otherwise
+                raise NeurozooError(
+                    f"{model_id}, layer {name}: a batch of {want[0]} stimuli gave an "
+                    f"output of {tuple(out.shape)}, not {want[0]} rows of {want[1]} "
+                    "features (its first dimension is not the stimulus): choose "
+                    "another layer")
             # outputs are written as the hook runs: an in-place operation later
             # in the pass cannot reach them
             _pwrite_all(fds[name], rows, offsets[name] + 4 * state["lo"] * sizes[name])

@@ -72,7 +72,7 @@ import xarray as xr
 
 from neurozoo.data.responses import _trial_groups
 from neurozoo.errors import NeurozooError
-from neurozoo.mapping.ridge import KernelRidgeCV, kfold_indices
+from neurozoo.mapping.ridge import KernelRidgeCV, fold_mean, kfold_indices
 from neurozoo.mapping.rsa import (
     compare_rdms,
     kendall_tau_a,
@@ -84,8 +84,9 @@ from neurozoo.mapping.rsa import (
 
 #: Bumped when the meaning of scores changes, so that cached scores of an
 #: older version are recomputed (2: RSA held-out layer chosen on per-fold
-#: training RDMs; folds of at least 3 stimuli; 3: the n_scored column).
-SCORING_VERSION = 3
+#: training RDMs; folds of at least 3 stimuli; 3: the n_scored column; 4: r
+#: averages the folds where it is defined, see neurozoo.mapping.ridge.fold_mean).
+SCORING_VERSION = 4
 
 __all__ = [
     "SCORING_VERSION",
@@ -551,7 +552,13 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
         for li, name in enumerate(layers):
             r_folds[:, li], alpha_all[:, li], inner_r[:, li] = _ridge_layer(
                 summaries[name], y, folds, config)
-            r_all[li] = np.mean(r_folds[:, li], axis=0)
+            r_all[li] = fold_mean(r_folds[:, li])
+        partial = np.isnan(r_folds).any(axis=(0, 1)) & np.isfinite(r_all).all(axis=0)
+        if partial.any():
+            log.info("%s: %d neuroids have no r on some test fold (their responses "
+                     "there are constant: a sparse unit silent on those stimuli); their "
+                     "ridge r averages the other folds (NaN in ridge_r_folds)", model_id,
+                     int(partial.sum()))
     do_rsa = "rsa" in methods and any(is_gram)
     if do_rsa:
         layer_rdms = [
@@ -596,17 +603,18 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
             "n_scored": stats[3] if len(stats) > 3 else n_rel,
         })
 
+    missing: dict[str, dict[str, int]] = {}  # area -> {layer: most neuroids left out}
+
     def median_of(v, layer, metric, area):
         """Bootstrap median over the reliable neuroids of ``area`` (``sel``)
-        with the number of finite values it used; says when some are not."""
+        with the number of finite values it used (what it leaves out is
+        counted in ``missing`` and logged once per area)."""
         v = v[sel]
         n_finite = int(np.isfinite(v).sum())
         if n_finite < v.size:
-            log.warning("%s, %s, %s, %s: %d of %d reliable neuroids have no finite "
-                        "score (a constant prediction has no correlation); the median "
-                        "is over the other %d (column n_scored)", model_id, area,
-                        layer or "held-out best layer", metric, v.size - n_finite,
-                        v.size, n_finite)
+            per_layer = missing.setdefault(area, {})
+            key = layer or "held-out best layer"
+            per_layer[key] = max(per_layer.get(key, 0), v.size - n_finite)
         return (*bootstrap_median(v, config.n_bootstrap, seed), n_finite)
 
     def add_in_sample_max(area, metric, stats_by_layer, n_area, n_rel):
@@ -644,8 +652,8 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                              for f in range(len(folds))]
             if all(np.isfinite(m).any() for m in inner_med):
                 chosen = [int(np.nanargmax(m)) for m in inner_med]
-                r_heldout[sel] = np.mean([r_folds[f, li][sel]
-                                          for f, li in enumerate(chosen)], axis=0)
+                r_heldout[sel] = fold_mean(np.stack([r_folds[f, li][sel]
+                                                     for f, li in enumerate(chosen)]))
                 mode = max(set(chosen), key=chosen.count)
                 for metric, v in metrics(np.where(sel, r_heldout, np.nan)).items():
                     add(layers[mode], mode, area, metric, "best_heldout",
@@ -665,7 +673,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                                         config)
                 pls_r_folds[:, li, cols] = rf
                 pls_fitted[ai, :, li] = fitted
-                r = pls_r_folds[:, li].mean(axis=0)
+                r = fold_mean(pls_r_folds[:, li])
                 for metric, v in (("pls_r", r), ("pls_r_corrected", r / sqrt_rel)):
                     st = median_of(v, name, metric, area)
                     add(name, li, area, metric, "layer", st, n_area, n_rel)
@@ -748,6 +756,12 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
                 cka_stats.append((li, (value, lo, hi)))
             add_in_sample_max(area, "cka", cka_stats, n_area, n_rel)
 
+    for area, per_layer in missing.items():
+        log.warning("%s, %s: some reliable neuroids have no finite score (r is "
+                    "undefined where predictions or responses are constant on every "
+                    "fold), so medians leave them out (column n_scored): %s",
+                    model_id, area,
+                    ", ".join(f"{layer}: up to {k}" for layer, k in per_layer.items()))
     table = pd.DataFrame(rows)
     data = {}
     if do_ridge:
@@ -764,7 +778,7 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
     })
     if do_pls:
         data.update({
-            "pls_r": (("layer", "neuroid"), pls_r_folds.mean(axis=0)),
+            "pls_r": (("layer", "neuroid"), fold_mean(pls_r_folds)),
             "pls_r_folds": (("fold", "layer", "neuroid"), pls_r_folds),
             "pls_n_components": (("area_name", "fold", "layer"), pls_fitted),
         })

@@ -126,3 +126,15 @@ def test_kfold_partitions():
     assert {len(f) for f in folds} <= {4, 5}
     with pytest.raises(NeurozooError):
         kfold_indices(3, 5, 0)
+
+
+def test_fold_mean_averages_the_defined_folds():
+    from neurozoo.mapping import fold_mean
+
+    r = np.array([[0.1, np.nan, np.nan, 0.5],
+                  [0.3, 0.2, np.nan, np.nan],
+                  [0.5, 0.4, np.nan, -0.5]])
+    expected = [np.mean([v for v in r[:, j] if np.isfinite(v)]) if np.isfinite(r[:, j]).any()
+                else np.nan for j in range(r.shape[1])]
+    np.testing.assert_allclose(fold_mean(r), expected, rtol=1e-15)
+    np.testing.assert_array_equal(fold_mean(r[:, :1]), [0.3])

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from neurozoo.cli import main
 from neurozoo.config import RunConfig
@@ -60,7 +61,7 @@ def test_saved_features_are_the_layer_outputs(model, stimuli, tmp_path):
     for nm in LAYERS:
         assert isinstance(feats[nm], np.memmap) and feats[nm].dtype == np.float32
         np.testing.assert_array_equal(np.asarray(feats[nm]), ref[nm])
-        assert (tmp_path / "raw" / f"{nm}.json").is_file()
+        assert (tmp_path / "raw" / f"{nm}.npy.json").is_file()
     # the same numbers as the Gram summaries of the extraction
     summaries = extract_summaries(model, stimuli, layers=LAYERS, batch_size=5,
                                   device="cpu", progress=False)
@@ -165,3 +166,72 @@ def test_save_features_config_field_and_stage_flag(small_dataset, tmp_path, cach
     assert sorted(feats) == sorted(LAYERS[1:])
     assert all(f.shape[0] == 24 for f in feats.values())
     assert "writing the raw features of 2 layers" in caplog.text
+
+
+def test_a_layer_named_like_the_index_does_not_overwrite_it(model, stimuli, tmp_path):
+    """AlexNet's `features` (the whole Sequential) is a valid layer: its sidecar
+    must not be features.json, the folder's index."""
+    save_features(model, stimuli, tmp_path / "raw", layers=["features", "classifier.2"],
+                  device="cpu", progress=False)
+    index, feats = load_features(tmp_path / "raw")
+    assert [e["layer"] for e in index["layers"]] == ["features", "classifier.2"]
+    assert feats["features"].shape == (len(stimuli), 256 * 6 * 6)
+    assert (tmp_path / "raw" / "features.npy.json").is_file()
+
+
+def test_a_layer_whose_rows_are_not_stimuli_is_refused(model, stimuli, tmp_path,
+                                                       monkeypatch):
+    """An output whose first dimension is not the batch would be written into
+    the next stimuli's rows: it is an error that names the layer."""
+    conv = dict(model.module.named_modules())["features.3"]
+    real = conv.forward
+    monkeypatch.setattr(conv, "forward",
+                        lambda x: real(x) if x.shape[0] == 1 else real(x).flatten(0, 1))
+    with pytest.raises(NeurozooError, match="layer features.3: a batch of 8 stimuli"):
+        save_features(model, stimuli, tmp_path / "raw", layers=["features.3"],
+                      batch_size=8, device="cpu", progress=False)
+    assert not list((tmp_path / "raw").iterdir())
+
+def _cfg(small_dataset, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"data": str(small_dataset / "responses.nc"),
+                               "models": [MODEL], "layers": {MODEL: LAYERS[1:]},
+                               "reliability_splits": 10, "batch_size": 8,
+                               "scoring": {"n_bootstrap": 50, "n_folds": 4}}))
+    run_dir = tmp_path / "run"
+    assert main(["-q", "stage", "prepare", "--config", str(cfg), "--out",
+                 str(run_dir / "data")]) == 0
+    return cfg, run_dir
+
+
+def test_stage_extract_out_without_json_suffix(small_dataset, tmp_path, cache_env):
+    """--out features/m (no .json suffix): the raw features go to features/m-raw/
+    (review: the folder was the index's own path, and writing the index failed)."""
+    cfg, run_dir = _cfg(small_dataset, tmp_path)
+    out = run_dir / "features" / "m"
+    rc = main(["-q", "stage", "extract", "--config", str(cfg), "--data-dir",
+               str(run_dir / "data"), "--model", MODEL, "--out", str(out),
+               "--save-features"])
+    assert rc == 0 and out.is_file()
+    index = json.loads(out.read_text())
+    assert index["raw_features"] == str(out) + "-raw"
+    assert (out.parent / "m-raw" / "features.json").is_file()
+
+
+def test_layer_names_unsafe_as_file_names(small_dataset, tmp_path):
+    """A ModuleDict key may hold '/' (torch forbids only '.' and ''): the file
+    name is made safe (review: the file went to a folder that does not exist)."""
+    loaded = load_model(MODEL)
+    stimuli = load_stimulus_set(small_dataset / "stimuli")
+    old = loaded.module.classifier
+    loaded.module.classifier = nn.ModuleDict({"a/b": old})
+    loaded.module.forward = lambda x, m=loaded.module: m.classifier["a/b"](
+        torch.flatten(m.avgpool(m.features(x)), 1))
+    save_features(loaded, stimuli, tmp_path / "raw", layers=["classifier.a/b"],
+                  device="cpu", progress=False)
+    from neurozoo.rawfeatures import load_features
+
+    index, feats = load_features(tmp_path / "raw")
+    assert feats["classifier.a/b"].shape == (len(stimuli), 1000)
+    assert all("/" not in e["file"] for e in index["layers"])
+    assert index["layers"][0]["file"].startswith("classifier.a_b-")

@@ -471,21 +471,31 @@ def test_default_zoo_yaml_lists_every_field_with_its_default():
 
 
 def test_n_scored_counts_the_finite_values_behind_a_median(real, scored_all, caplog):
-    """A reliable neuroid whose responses are constant on one test fold has no
-    finite r: the medians leave it out, n_scored says so and the log warns."""
+    """A reliable neuroid silent on one test fold has no r there: its r averages
+    the other folds. One with no r on any fold (constant responses; its
+    reliability is taken from the real data) is left out of the medians,
+    n_scored says so and the log warns once per area."""
     sub, rel, summaries, _, _ = real
     config = ScoringConfig(n_bootstrap=N_BOOT, methods=["ridge", "pls"])
     areas = np.asarray(sub.coords["area"].values).astype(str)
     reliable = rel >= config.reliability_threshold
-    j = int(np.flatnonzero(reliable & (areas == "VISp"))[0])
+    j, k = np.flatnonzero(reliable & (areas == "VISp"))[:2]
     test = kfold_indices(sub.sizes["stimulus"], config.n_folds, config.seed)[0]
     values = np.array(sub.values, dtype=np.float64)
     values[:, test, j] = np.where(np.isfinite(values[:, test, j]), 1.0, np.nan)
+    values[:, :, k] = np.where(np.isfinite(values[:, :, k]), 1.0, np.nan)
     flat = sub.copy(data=values)
     with caplog.at_level(logging.WARNING, logger="neurozoo"):
         table, ds = score_model(summaries, flat, rel, config, MODEL)
-    assert np.isnan(ds["ridge_r"].values[:, j]).all()
-    assert "1 of" in caplog.text and "n_scored" in caplog.text
+    folds = ds["ridge_r_folds"].values
+    assert np.isnan(folds[0, :, j]).all() and np.isfinite(folds[1:, :, j]).all()
+    np.testing.assert_allclose(ds["ridge_r"].values[:, j], folds[1:, :, j].mean(axis=0),
+                               rtol=1e-12)
+    assert np.isfinite(ds["pls_r"].values[:, j]).all()
+    assert np.isnan(ds["ridge_r"].values[:, k]).all()
+    warned = [r.getMessage() for r in caplog.records if "n_scored" in r.getMessage()]
+    assert len(warned) == 1 and "VISp" in warned[0]  # one line per area
+    assert "features.5: up to 1, classifier.2: up to 1" in warned[0]
     visp = table[(table.area == "VISp") & table.metric.isin(
         ["ridge_r", "ridge_r_corrected", "ridge_fev", "pls_r", "pls_r_corrected"])]
     assert (visp.n_scored == visp.n_reliable - 1).all()

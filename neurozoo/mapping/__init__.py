@@ -9,6 +9,7 @@ from neurozoo.mapping.ridge import (
     center_gram,
     check_folds,
     cross_validated_ridge,
+    fold_mean,
     kfold_indices,
 )
 from neurozoo.mapping.rsa import (
@@ -30,6 +31,7 @@ __all__ = [
     "compare_rdms",
     "cross_validated_pls",
     "cross_validated_ridge",
+    "fold_mean",
     "kendall_tau_a",
     "kfold_indices",
     "linear_cka",

@@ -303,8 +303,8 @@ class CVResult:
     predictions : ndarray, shape (n_stimuli, n_targets)
         Each stimulus predicted by the model fit without its fold.
     r : ndarray, shape (n_targets,)
-        Mean over folds of ``r_folds``: the definition the scores of a run use
-        (:mod:`neurozoo.scoring`).
+        Mean over folds of ``r_folds`` (see :func:`fold_mean`): the definition
+        the scores of a run use (:mod:`neurozoo.scoring`).
     r_folds : ndarray, shape (n_folds, n_targets)
         Pearson r between the predictions and the targets on each fold's test
         stimuli.
@@ -331,8 +331,27 @@ class CVResult:
         """Per-fold, mean and pooled r of out-of-fold ``predictions``."""
         r_folds = np.stack([pearson_columns(predictions[test], y[test])
                             for test in folds])
-        return cls(predictions, r_folds.mean(axis=0), r_folds,
+        return cls(predictions, fold_mean(r_folds), r_folds,
                    pearson_columns(predictions, y), **extra)
+
+
+def fold_mean(r_folds: np.ndarray) -> np.ndarray:
+    """Mean of per-fold r over the folds where r is defined.
+
+    r is undefined (NaN) on a test fold where the target or the prediction is
+    constant: a sparse unit silent on every test stimulus of a fold, say. Such
+    a fold carries no evidence either way, so the mean is over the other
+    folds; a target undefined on every fold stays NaN.
+
+    Parameters
+    ----------
+    r_folds : ndarray, shape (n_folds, ...)
+    """
+    finite = np.isfinite(r_folds)
+    count = finite.sum(axis=0)
+    total = np.where(finite, r_folds, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
