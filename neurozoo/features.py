@@ -645,6 +645,19 @@ def _resolve_layers(loaded, module: nn.Module, example: torch.Tensor,
     return default_names, chosen, modified
 
 
+def _start(loaded, stimuli: StimulusSet, device: str | None,
+           layers: list[str] | None):
+    """What every extraction starts with: the device, the module on it, the
+    preprocessed images, and from one probe pass the default layer names, the
+    chosen ``(name, shape)`` pairs and the chosen layers modified in place."""
+    dev = resolve_device(device)
+    module = loaded.module.to(dev)
+    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    default_names, chosen, modified = _resolve_layers(loaded, module, images[:1].to(dev),
+                                                      layers)
+    return dev, module, images, default_names, chosen, modified
+
+
 def _run_group(module: nn.Module, mods: dict, group: list[tuple[str, int, int]],
                shapes: dict, images: torch.Tensor, batch_size: int, dev: torch.device,
                copy: set[str], progress: bool, model_id: str) -> dict:
@@ -736,12 +749,9 @@ def extract_summaries(
     -------
     dict of layer name -> LayerSummary, in execution order
     """
-    dev = resolve_device(device)
-    module = loaded.module.to(dev)
-    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    dev, module, images, default_names, chosen, modified = _start(loaded, stimuli,
+                                                                  device, layers)
     n = images.shape[0]
-    default_names, chosen, modified = _resolve_layers(loaded, module, images[:1].to(dev),
-                                                      layers)
     n_default = max(len(default_names) - 1, 1)
     stim_id = stimuli.identity()
     prep = loaded.preprocessing.to_dict()
@@ -912,13 +922,10 @@ def extract_projections(
     """
     from neurozoo.mapping.primal import SparseProjector, jl_dimension
 
-    dev = resolve_device(device)
-    module = loaded.module.to(dev)
-    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    dev, module, images, default_names, chosen, _ = _start(loaded, stimuli, device,
+                                                           layers)
     n = images.shape[0]
     k = int(n_components) if n_components is not None else jl_dimension(n, eps)
-    default_names, chosen, _ = _resolve_layers(loaded, module, images[:1].to(dev),
-                                               layers)
     n_default = max(len(default_names) - 1, 1)
     cache = Path(cache_dir) if cache_dir is not None else None
     prep = loaded.preprocessing.to_dict()

@@ -36,12 +36,10 @@ from neurozoo.data.stimuli import StimulusSet
 from neurozoo.errors import NeurozooError
 from neurozoo.features import (
     EXTRACTION_VERSION,
-    _resolve_layers,
+    _start,
     _Stop,
     architecture_tag,
     exact_float32,
-    preprocess_stimuli,
-    resolve_device,
     summary_key,
 )
 from neurozoo.io import read_json, stable_hash, write_json
@@ -124,12 +122,9 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    module = loaded.module.to(dev)
-    images = preprocess_stimuli(stimuli, loaded.preprocessing)
+    dev, module, images, default_names, chosen, _ = _start(loaded, stimuli, device,
+                                                           layers)
     n = images.shape[0]
-    default_names, chosen, _ = _resolve_layers(loaded, module, images[:1].to(dev),
-                                               layers)
     n_default = max(len(default_names) - 1, 1)
     prep = loaded.preprocessing.to_dict()
     stim_id = stimuli.identity()

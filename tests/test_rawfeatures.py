@@ -147,14 +147,7 @@ def test_save_features_config_field_and_stage_flag(small_dataset, tmp_path, cach
                                                    capsys, caplog):
     with pytest.raises(NeurozooError, match="save_features.*true or false"):
         RunConfig(save_features="yes")
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"data": str(small_dataset / "responses.nc"),
-                               "models": [MODEL], "layers": {MODEL: LAYERS[1:]},
-                               "reliability_splits": 10, "batch_size": 8,
-                               "scoring": {"n_bootstrap": 50, "n_folds": 4}}))
-    run_dir = tmp_path / "run"
-    assert main(["-q", "stage", "prepare", "--config", str(cfg), "--out",
-                 str(run_dir / "data")]) == 0
+    cfg, run_dir = _cfg(small_dataset, tmp_path)
     with caplog.at_level(logging.INFO, logger="neurozoo"):
         assert main(["stage", "extract", "--config", str(cfg), "--data-dir",
                      str(run_dir / "data"), "--model", MODEL, "--out",
