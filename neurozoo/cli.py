@@ -25,6 +25,17 @@ from neurozoo.errors import NeurozooError
 
 log = logging.getLogger("neurozoo")
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM and Snakemake send to stop a job), raised like
+    Ctrl-C so that the same clean-up runs: temporary files are removed and
+    nothing is left half-written."""
+
+
+def _on_sigterm(_signum, _frame):
+    raise _Terminated
 
 
 def _config(args):
@@ -57,8 +68,10 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 def _add_save_features(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-features", dest="save_features", action="store_true",
-                   help="also write each layer's raw float32 features to "
-                        "OUT/features/<model>/<layer>.npy (config save_features)")
+                   help="also write each layer's raw float32 features as .npy files "
+                        "(run: OUT/features/<model>/<layer>.npy; stage extract: "
+                        "beside --out, in its name without .json) (config "
+                        "save_features)")
 
 
 def cmd_run(args) -> int:
@@ -210,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else (
         logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -227,9 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     except NeurozooError as exc:
         print(f"neurozoo: error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("neurozoo: terminated; rerun to resume", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("neurozoo: interrupted; rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

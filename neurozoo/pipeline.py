@@ -50,6 +50,7 @@ from neurozoo.features import (
     architecture_tag,
     extract_auto,
     projection_key,
+    resolve_device,
     summary_key,
 )
 from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
@@ -143,8 +144,6 @@ def preflight(config: RunConfig) -> None:
     mapping device, before work."""
     import torch
 
-    from neurozoo.features import resolve_device
-
     for label, device in (("config field 'device' (--device)", config.device),
                           ("config field 'scoring.device'", config.scoring.device)):
         try:
@@ -179,6 +178,19 @@ def preflight(config: RunConfig) -> None:
                 if name not in probed:
                     raise NeurozooError(f"layer '{name}' of {mid} never runs")
         del loaded
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Raise unless ``path`` is a folder or can be made one: no part of it
+    may be an existing file. Run before any work, so that a wrong ``--out``
+    fails at once rather than after extraction."""
+    path = Path(path).absolute()
+    for part in [path, *path.parents]:
+        if part.exists():
+            if not part.is_dir():
+                raise NeurozooError(f"output folder {path}: {part} exists and is not a "
+                                    "folder")
+            return
 
 
 def _need(path, stage: str) -> Path:
@@ -289,6 +301,16 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
     stimuli = load_stimulus_set(_need(Path(data_dir) / "stimuli.csv", "prepare"))
     stimuli.verify()
     loaded = load_model(model)
+    raw = None
+    if config.save_features:  # first: its disk check comes before any long work
+        from neurozoo.rawfeatures import save_features
+
+        out = Path(out_file)  # out/m.json -> out/m/; out/m (no suffix) -> out/m-raw/
+        raw = out.with_suffix("") if out.suffix else out.with_name(out.name + "-raw")
+        check_output_dir(raw)
+        save_features(loaded, stimuli, raw, layers=_layers_for(config, loaded.spec.model_id),
+                      batch_size=config.batch_size, device=config.device,
+                      progress=progress)
     t0 = time.perf_counter()
     cache = config.cache_path / "summaries"
     features = extract_auto(
@@ -299,15 +321,6 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         n_components=config.projection_components, seed=config.projection_seed,
     )
     seconds = time.perf_counter() - t0  # the extraction's, not the raw features'
-    raw = None
-    if config.save_features:
-        from neurozoo.rawfeatures import save_features
-
-        out = Path(out_file)  # out/m.json -> out/m/; out/m (no suffix) -> out/m-raw/
-        raw = out.with_suffix("") if out.suffix else out.with_name(out.name + "-raw")
-        save_features(loaded, stimuli, raw, layers=_layers_for(config, loaded.spec.model_id),
-                      batch_size=config.batch_size, device=config.device,
-                      progress=progress)
     prep = loaded.preprocessing.to_dict()
     stim_id = stimuli.identity()
     arch = architecture_tag(loaded)
@@ -326,7 +339,9 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         # the settings this extraction ran with (stage aggregate records them)
         "extraction": {
             "layers": _layers_for(config, loaded.spec.model_id),
-            "batch_size": config.batch_size, "device": config.device,
+            "batch_size": config.batch_size,
+            "device": str(resolve_device(config.device)),  # "auto" resolved
+            "cache_dir": str(cache),
             "memory_budget_gb": config.memory_budget_gb,
             "max_gram_stimuli": config.max_gram_stimuli,
             "projection_components": config.projection_components,
@@ -555,6 +570,11 @@ def run(config: RunConfig, out_dir: str | Path, progress: bool = True) -> pd.Dat
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     inputs = load_inputs(config)  # fail on bad data before writing anything
+    for sub in ("data", "features", "scores", "figures"):
+        check_output_dir(out_dir / sub)
+    if config.save_features:
+        for mid in model_ids(config):
+            check_output_dir(out_dir / "features" / model_slug(mid))
     preflight(config)
     timings["preflight"] = time.perf_counter() - t0
 

@@ -121,6 +121,9 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
         When the disk lacks the space the files need (nothing is written).
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NeurozooError(f"raw features of {loaded.spec.model_id}: {out_dir} exists "
+                            "and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     dev, module, images, default_names, chosen, _ = _start(loaded, stimuli, device,
                                                            layers)
@@ -213,6 +216,9 @@ def _write_pass(module, todo, sizes, images, batch_size, dev, out_dir, paths,
                 raise _Stop
         return fn
 
+    for stale in out_dir.glob(".*.npy.partial"):  # left by a killed run
+        log.info("removing %s, left by an earlier run that was stopped", stale)
+        stale.unlink(missing_ok=True)
     handles = []
     ok = False
     try:
@@ -268,8 +274,18 @@ def load_features(folder: str | os.PathLike, layers: list[str] | None = None,
     if not index_file.is_file():
         raise NeurozooError(f"{folder}: no {INDEX_NAME}; write the features with "
                             "save_features (or `neurozoo run --save-features`) first")
-    index = read_json(index_file)
-    entries = {e["layer"]: e for e in index["layers"]}
+    try:
+        index = read_json(index_file)
+        entries = {e["layer"]: e for e in index["layers"]}
+        valid = all({"file", "shape"} <= set(e) for e in entries.values())
+    except (ValueError, KeyError, TypeError) as exc:
+        valid, entries = False, {}
+        reason = repr(exc)
+    else:
+        reason = "an entry without 'file' or 'shape'"
+    if not valid:
+        raise NeurozooError(f"{index_file}: not a valid index ({reason}); save the "
+                            "features again")
     names = list(entries) if layers is None else list(layers)
     unknown = [nm for nm in names if nm not in entries]
     if unknown:

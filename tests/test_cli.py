@@ -250,3 +250,18 @@ def test_closed_stdout_exits_quietly(tmp_path):
         os.close(write_end)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
     assert proc.returncode == 141, proc.stderr
+
+
+def test_sigterm_stops_like_ctrl_c(monkeypatch, capsys):
+    """SLURM and Snakemake stop jobs with SIGTERM: the same clean-up as Ctrl-C
+    runs (temporary files removed), then exit status 143."""
+    import signal
+
+    import neurozoo.cli as cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "cmd_models",
+                        lambda args: os.kill(os.getpid(), signal.SIGTERM) or 0)
+    code, _, stderr = run_cli(["models"], capsys)
+    assert code == 143 and "terminated; rerun to resume" in stderr
+    assert signal.getsignal(signal.SIGTERM) is before

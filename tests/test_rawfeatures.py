@@ -154,6 +154,8 @@ def test_save_features_config_field_and_stage_flag(small_dataset, tmp_path, cach
                      str(run_dir / "features" / "m.json"), "--save-features"]) == 0
     index = json.loads((run_dir / "features" / "m.json").read_text())
     assert index["extraction"]["save_features"] is True
+    from neurozoo.features import resolve_device
+    assert index["extraction"]["device"] == str(resolve_device(None))  # not "auto"
     assert index["raw_features"] == str(run_dir / "features" / "m")
     _, feats = load_features(index["raw_features"])
     assert sorted(feats) == sorted(LAYERS[1:])
@@ -228,3 +230,41 @@ def test_layer_names_unsafe_as_file_names(small_dataset, tmp_path):
     assert feats["classifier.a/b"].shape == (len(stimuli), 1000)
     assert all("/" not in e["file"] for e in index["layers"])
     assert index["layers"][0]["file"].startswith("classifier.a_b-")
+
+
+def test_stale_partial_files_of_a_killed_run_are_removed(model, stimuli, tmp_path):
+    out = tmp_path / "raw"
+    out.mkdir()
+    stale = out / ".features.9.npy.partial"  # SIGKILL leaves these behind
+    stale.write_bytes(b"x" * 100)
+    save_features(model, stimuli, out, layers=["features.5"], device="cpu",
+                  progress=False)
+    assert not stale.exists()
+
+
+def test_output_folders_that_are_files_are_errors(model, stimuli, small_dataset,
+                                                  tmp_path, cache_env, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(NeurozooError, match="afile exists and is not a folder"):
+        save_features(model, stimuli, afile, layers=["features.5"], device="cpu",
+                      progress=False)
+    cfg, _ = _cfg(small_dataset, tmp_path)
+    code = main(["-q", "run", "--config", str(cfg), "--out", str(afile / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "afile exists and is not a folder" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_broken_index_is_a_clear_error(model, stimuli, tmp_path):
+    save_features(model, stimuli, tmp_path / "raw", layers=["features.5"], device="cpu",
+                  progress=False)
+    index = tmp_path / "raw" / INDEX_NAME
+    good = json.loads(index.read_text())
+    index.write_text("{not json")
+    with pytest.raises(NeurozooError, match="features.json: not a valid index"):
+        load_features(tmp_path / "raw")
+    del good["layers"][0]["file"]
+    index.write_text(json.dumps(good))
+    with pytest.raises(NeurozooError, match="without 'file' or 'shape'"):
+        load_features(tmp_path / "raw")
