@@ -555,10 +555,10 @@ def score_model(summaries: dict, responses: xr.DataArray, reliability: np.ndarra
             r_all[li] = fold_mean(r_folds[:, li])
         partial = np.isnan(r_folds).any(axis=(0, 1)) & np.isfinite(r_all).all(axis=0)
         if partial.any():
-            log.info("%s: %d neuroids have no r on some test fold (their responses "
-                     "there are constant: a sparse unit silent on those stimuli); their "
-                     "ridge r averages the other folds (NaN in ridge_r_folds)", model_id,
-                     int(partial.sum()))
+            log.info("%s: %d neuroids have no r on some test fold (constant responses "
+                     "or predictions there, e.g. a sparse unit silent on those stimuli); "
+                     "their ridge r averages the other folds (NaN in ridge_r_folds)",
+                     model_id, int(partial.sum()))
     do_rsa = "rsa" in methods and any(is_gram)
     if do_rsa:
         layer_rdms = [
