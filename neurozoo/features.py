@@ -434,10 +434,8 @@ def gram_rowsum_many(layers: list, chunk_bytes: int = 1 << 22
     for blocks in items:
         arrays.append([(b if b.dtype in (torch.float32, torch.float64)  # half, ints...
                         else b.float()).detach().numpy() for b in blocks])
-    offsets = np.cumsum([0] + [b.shape[0] for b in items[0]]).tolist()
-    if any(np.cumsum([0] + [b.shape[0] for b in blocks]).tolist() != offsets
-           for blocks in items[1:]):  # row blocks that differ: gather per layer
-        offsets = None
+    # where each row block starts and ends, per layer (layers may differ)
+    edges = [np.cumsum([0] + [a.shape[0] for a in blocks]).tolist() for blocks in arrays]
     tasks = []  # (layer, first column, width)
     for li, blocks in enumerate(items):
         p = blocks[0].shape[1]
@@ -464,8 +462,7 @@ def gram_rowsum_many(layers: list, chunk_bytes: int = 1 << 22
         for li, start, width in (tasks[t] for t in runs[first]):
             b = block[:, :width]
             b[n] = 1.0
-            rows = offsets or np.cumsum([0] + [a.shape[0] for a in arrays[li]]).tolist()
-            for a, r0, r1 in zip(arrays[li], rows[:-1], rows[1:]):
+            for a, r0, r1 in zip(arrays[li], edges[li][:-1], edges[li][1:]):
                 np.copyto(b[r0:r1], a[:, start: start + width])
             # numpy computes b @ b.T as a symmetric rank-k update (BLAS syrk)
             # and releases the GIL while it runs, so threads run in parallel.

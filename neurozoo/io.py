@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "atomic_path",
+    "check_output_dir",
     "write_json",
     "read_json",
     "sha256_file",
@@ -58,6 +59,21 @@ def _to_builtin(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def check_output_dir(path: str | os.PathLike) -> None:
+    """Raise unless ``path`` is a folder or can be made one: no part of it
+    may be an existing file. Run before any work, so that a wrong output
+    path fails at once rather than after a long extraction."""
+    from neurozoo.errors import NeurozooError
+
+    path = Path(path).absolute()
+    for part in [path, *path.parents]:
+        if part.exists():
+            if not part.is_dir():
+                raise NeurozooError(f"output folder {path}: {part} exists and is not a "
+                                    "folder")
+            return
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -53,7 +53,14 @@ from neurozoo.features import (
     resolve_device,
     summary_key,
 )
-from neurozoo.io import atomic_path, read_json, sha256_file, stable_hash, write_json
+from neurozoo.io import (
+    atomic_path,
+    check_output_dir,
+    read_json,
+    sha256_file,
+    stable_hash,
+    write_json,
+)
 from neurozoo.mapping.ridge import MIN_TEST_STIMULI
 from neurozoo.models.zoo import load_model, resolve_model_id
 from neurozoo.scoring import SCORING_VERSION, score_model
@@ -180,19 +187,6 @@ def preflight(config: RunConfig) -> None:
         del loaded
 
 
-def check_output_dir(path: str | Path) -> None:
-    """Raise unless ``path`` is a folder or can be made one: no part of it
-    may be an existing file. Run before any work, so that a wrong ``--out``
-    fails at once rather than after extraction."""
-    path = Path(path).absolute()
-    for part in [path, *path.parents]:
-        if part.exists():
-            if not part.is_dir():
-                raise NeurozooError(f"output folder {path}: {part} exists and is not a "
-                                    "folder")
-            return
-
-
 def _need(path, stage: str) -> Path:
     """``path``, or a one-line error saying which stage makes it."""
     path = Path(path)
@@ -307,7 +301,6 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
 
         out = Path(out_file)  # out/m.json -> out/m/; out/m (no suffix) -> out/m-raw/
         raw = out.with_suffix("") if out.suffix else out.with_name(out.name + "-raw")
-        check_output_dir(raw)
         save_features(loaded, stimuli, raw, layers=_layers_for(config, loaded.spec.model_id),
                       batch_size=config.batch_size, device=config.device,
                       progress=progress)

@@ -42,7 +42,7 @@ from neurozoo.features import (
     exact_float32,
     summary_key,
 )
-from neurozoo.io import read_json, stable_hash, write_json
+from neurozoo.io import check_output_dir, read_json, stable_hash, write_json
 
 __all__ = ["save_features", "load_features", "INDEX_NAME"]
 
@@ -121,9 +121,7 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
         When the disk lacks the space the files need (nothing is written).
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NeurozooError(f"raw features of {loaded.spec.model_id}: {out_dir} exists "
-                            "and is not a folder")
+    check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev, module, images, default_names, chosen, _ = _start(loaded, stimuli, device,
                                                            layers)
