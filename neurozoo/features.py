@@ -542,6 +542,29 @@ class _Stop(Exception):
     pass
 
 
+@contextlib.contextmanager
+def out_of_place(module: nn.Module):
+    """Turn off the ``inplace`` flag of every submodule that has one (ReLU,
+    ReLU6, Hardswish, Dropout...) for the duration; restore it afterwards.
+
+    The values computed are the same either way. A module that overwrites its
+    input in place would force extraction to copy the output of the layer
+    before it (a convolution before ``ReLU(inplace=True)``); computed out of
+    place, that output can be kept as it is. On AlexNet this removed copies
+    of 230 MB per pass over the 118 bundled images. In-place operations
+    written into a ``forward`` (``out += identity``) are not flags; they are
+    still found by the probe and copied.
+    """
+    flagged = [m for m in module.modules() if getattr(m, "inplace", None) is True]
+    for m in flagged:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in flagged:
+            m.inplace = True
+
+
 def _buffer(shape: tuple[int, int], device: torch.device) -> torch.Tensor:
     """An uninitialised float32 activation buffer.
 
@@ -746,6 +769,13 @@ def extract_summaries(
     -------
     dict of layer name -> LayerSummary, in execution order
     """
+    with out_of_place(loaded.module):
+        return _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
+                                  memory_budget, progress)
+
+
+def _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
+                       memory_budget, progress) -> dict[str, LayerSummary]:
     dev, module, images, default_names, chosen, modified = _start(loaded, stimuli,
                                                                   device, layers)
     n = images.shape[0]

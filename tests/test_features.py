@@ -254,6 +254,29 @@ def test_outputs_modified_in_place_are_found_by_the_probe():
                      "features.10", "classifier.1", "classifier.4"}
 
 
+def test_out_of_place_turns_inplace_flags_off_and_restores_them():
+    from neurozoo.features import modified_in_place, out_of_place
+
+    loaded = load_model("torchvision:alexnet@random:0")
+    x = torch.zeros(1, 3, 224, 224)
+    names = [n for n, _ in default_layers(loaded.module, x)]
+    flagged = [m for m in loaded.module.modules() if getattr(m, "inplace", None) is True]
+    assert len(flagged) == 7  # AlexNet's ReLUs
+    with pytest.raises(RuntimeError, match="boom"), out_of_place(loaded.module):
+        assert not any(m.inplace for m in flagged)
+        # computed out of place, no output is overwritten: nothing to copy
+        assert modified_in_place(loaded.module, names, x) == set()
+        raise RuntimeError("boom")
+    assert all(m.inplace is True for m in flagged)  # restored, even after an error
+
+    # an in-place addition written into forward() is not a flag: still found
+    resnet = load_model("torchvision:resnet18@random:0").module
+    with out_of_place(resnet):
+        found = modified_in_place(resnet, ["layer1.0.bn2", "layer1.0.conv2"],
+                                  torch.zeros(1, 3, 64, 64))
+    assert found == {"layer1.0.bn2"}
+
+
 class _BatchInplaceReLU(torch.nn.Module):
     """A ReLU that writes in place only on batches of more than one input: the
     one-image probe cannot see the write; the check after the pass must."""
