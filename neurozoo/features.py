@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,31 @@ def _read_npz(path: str | os.PathLike, build):
             f"cache entry {path} is corrupt ({type(exc).__name__}: {exc})") from None
 
 
+def _made_with(dev: torch.device, batch_size: int) -> dict:
+    """The run-dependent part of a cache entry's meta: one record per
+    extraction call, shared by its layers."""
+    import datetime
+
+    import neurozoo
+
+    return {"version": EXTRACTION_VERSION, "device": str(dev), "batch_size": int(batch_size),
+            "neurozoo_version": neurozoo.__version__,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc)
+            .isoformat(timespec="seconds")}
+
+
+def _meta(fields: dict) -> dict:
+    """The JSON ``meta`` of a cache entry; an entry without one (or with a
+    broken one) is still usable, so this gives an empty dict then."""
+    import json
+
+    try:
+        meta = json.loads(str(fields["meta"]))
+    except (KeyError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 @dataclass
 class LayerSummary:
     """What the mapping needs of one layer.
@@ -140,6 +165,10 @@ class LayerSummary:
         Execution order among the extracted layers.
     relative_depth : float
         ``index / (n_layers - 1)`` within the default layer list.
+    meta : dict
+        How it was made (model, device, batch size, neurozoo version...): what
+        :meth:`save` wrote beside it, read back by :meth:`load`, so that a
+        summary reused from the cache reports the run that made it.
     """
 
     layer: str
@@ -149,9 +178,11 @@ class LayerSummary:
     shape: tuple
     index: int
     relative_depth: float
+    meta: dict = field(default_factory=dict, compare=False, repr=False)
 
     def save(self, path: str | os.PathLike, meta: dict) -> None:
         """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
+        self.meta = dict(meta)
         _write_npz(path, meta, gram=self.gram, rowsum=self.rowsum,
                    n_features=self.n_features, shape=np.asarray(self.shape),
                    index=self.index, relative_depth=self.relative_depth,
@@ -168,6 +199,7 @@ class LayerSummary:
                 layer=str(z["layer"]), gram=z["gram"], rowsum=z["rowsum"],
                 n_features=int(z["n_features"]), shape=tuple(int(x) for x in z["shape"]),
                 index=int(z["index"]), relative_depth=float(z["relative_depth"]),
+                meta=_meta(z),
             )
             check_gram(out.gram, f"cache entry {path} is corrupt")
             return out
@@ -806,6 +838,7 @@ def _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
     # Outputs that nothing modifies later are kept as they are, batch by
     # batch (no copy); the others are copied into a buffer as the hook runs.
     copy = modified & set(shapes)
+    made = _made_with(dev, batch_size)  # one record for every layer of this call
     for group in _groups(todo, n, int(memory_budget)):
         buffers = _run_group(module, mods, group, shapes, images, batch_size, dev, copy,
                              progress, loaded.spec.model_id)
@@ -829,13 +862,14 @@ def _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
                 relative_depth=idx / n_default if idx >= 0 else float("nan"),
             )
             results[nm] = summary
+            summary.meta = {
+                "model_id": loaded.spec.model_id, "layer": nm,
+                "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
+                "preprocessing": prep, **made, "memory_budget": float(memory_budget),
+            }
             if cache is not None:
                 key = summary_key(loaded.weights_sha256, prep, stim_id, nm, arch)
-                summary.save(cache / f"{key}.npz", {
-                    "model_id": loaded.spec.model_id, "layer": nm,
-                    "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
-                    "preprocessing": prep, "version": EXTRACTION_VERSION, "device": str(dev),
-                })
+                summary.save(cache / f"{key}.npz", summary.meta)
     module.to("cpu")
     return {name: results[name] for name, _ in chosen}
 
@@ -859,6 +893,8 @@ class LayerProjection:
     relative_depth : float
     seed : int
         Seed of ``R``; -1 when the layer was not projected.
+    meta : dict
+        How it was made, as for :class:`LayerSummary`.
     """
 
     layer: str
@@ -868,9 +904,11 @@ class LayerProjection:
     index: int
     relative_depth: float
     seed: int
+    meta: dict = field(default_factory=dict, compare=False, repr=False)
 
     def save(self, path: str | os.PathLike, meta: dict) -> None:
         """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
+        self.meta = dict(meta)
         _write_npz(path, meta, z=self.z, n_features=self.n_features,
                    shape=np.asarray(self.shape), index=self.index,
                    relative_depth=self.relative_depth, seed=self.seed,
@@ -887,6 +925,7 @@ class LayerProjection:
                 layer=str(z["layer"]), z=z["z"], n_features=int(z["n_features"]),
                 shape=tuple(int(x) for x in z["shape"]), index=int(z["index"]),
                 relative_depth=float(z["relative_depth"]), seed=int(z["seed"]),
+                meta=_meta(z),
             )
             if out.z.ndim != 2 or not np.isfinite(out.z).all():
                 raise NeurozooError(f"cache entry {path} is corrupt: projected features "
@@ -1005,6 +1044,7 @@ def extract_projections(
         for h in handles:
             h.remove()
     module.to("cpu")
+    made = _made_with(dev, batch_size)
     for nm, shape in todo:
         idx = default_names.index(nm) if nm in default_names else -1
         result[nm] = LayerProjection(
@@ -1012,13 +1052,13 @@ def extract_projections(
             shape=tuple(shape), index=idx,
             relative_depth=idx / n_default if idx >= 0 else float("nan"),
             seed=seed if nm in projectors else -1)
+        result[nm].meta = {
+            "model_id": loaded.spec.model_id, "layer": nm, "kind": "projection",
+            "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
+            "preprocessing": prep, **made, "k": k, "seed": seed,
+        }
         if cache is not None:
-            result[nm].save(cache_file(nm), {
-                "model_id": loaded.spec.model_id, "layer": nm, "kind": "projection",
-                "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
-                "preprocessing": prep, "version": EXTRACTION_VERSION, "k": k, "device": str(dev),
-                "seed": seed,
-            })
+            result[nm].save(cache_file(nm), result[nm].meta)
     return {nm: result[nm] for nm, _ in chosen}
 
 

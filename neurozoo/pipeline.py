@@ -351,12 +351,19 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
             {"layer": s.layer, "index": s.index, "relative_depth": s.relative_depth,
              "n_features": s.n_features, "shape": list(s.shape),
              "kind": "projection" if primal else "summary",
-             "file": str(cache / f"{key(s.layer)}.npz")}
+             "file": str(cache / f"{key(s.layer)}.npz"),
+             # the run that made it: this one, or an earlier one whose cache
+             # entry was reused (empty for entries older than this field)
+             "made_by": {k: s.meta.get(k) for k in _MADE_BY}}
             for s in features.values()
         ],
     }
     write_json(out_file, index)
     return index
+
+
+#: Per layer, what stage extract's index reports of the run that made its cache entry.
+_MADE_BY = ("device", "batch_size", "neurozoo_version", "created_utc")
 
 
 def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Path,
@@ -450,7 +457,9 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
     (``batch_size``, ``device``, ``memory_budget_gb``, ``max_gram_stimuli``,
     ``projection_*``) those of the feature indexes, and ``config.layers``
     the layers each model was scored on; ``config.data`` and
-    ``config.stimuli`` the sources ``data/prepare.json`` names. Settings that
+    ``config.stimuli`` the sources ``data/prepare.json`` names. Per model,
+    ``made_by`` lists the runs (device, batch size, version, time) that made
+    its cached summaries, which can be earlier runs. Settings that
     differ between models are each recorded under ``models``, and the
     ``config`` field is then null, with a warning.
     """
@@ -491,7 +500,10 @@ def stage_aggregate(config: RunConfig, score_files: list, out_dir: str | Path,
                 "layers": [entry["layer"] for entry in idx["layers"]],
                 "extraction": idx.get("extraction"),
                 "extract_seconds": idx["seconds"],
-                "feature_path": idx.get("path", "gram")})
+                "feature_path": idx.get("path", "gram"),
+                # the distinct runs that made the layers' cache entries
+                "made_by": list({stable_hash(e["made_by"]): e["made_by"]
+                                 for e in idx["layers"] if e.get("made_by")}.values())})
     table = pd.concat(tables, ignore_index=True)
     recorded = config.to_dict()
     recorded["models"] = [str(m) for m in dict.fromkeys(table["model_id"])]

@@ -59,6 +59,8 @@ def test_run_writes_all_outputs_and_reuses_cache(small_dataset, tmp_path, cache_
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["neurozoo_version"] and prov["seed"] == 0
     assert prov["models"][MODEL]["weights_sha256"]
+    made = prov["models"][MODEL]["made_by"]
+    assert len(made) == 1 and made[0]["neurozoo_version"] == prov["neurozoo_version"]
     assert prov["data"]["data_sha256"] and "total" in prov["timings_s"]
     for fig in ("scores_by_area.png", "score_vs_depth.png"):
         assert (out / "figures" / fig).stat().st_size > 10_000

@@ -119,7 +119,13 @@ def test_cache_reuse_and_single_entry_recompute(small_stimuli, tmp_path):
     victim = files[1]
     victim.unlink()
     second = extract_summaries(loaded, small_stimuli, layers=layers, cache_dir=tmp_path,
-                               progress=False)
+                               batch_size=4, progress=False)
+    # reused entries report the run that made them, not this one
+    made = {name: second[name].meta["batch_size"] for name in layers}
+    assert sorted(made.values()) == [4, 32, 32]
+    assert LayerSummary.load(victim).meta["batch_size"] == 4
+    assert all(second[name].meta["created_utc"] and second[name].meta["device"] == "cpu"
+               for name in layers)
     for f in files:
         assert f.is_file()
         if f != victim:
