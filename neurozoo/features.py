@@ -129,7 +129,7 @@ def _made_with(dev: torch.device, batch_size: int) -> dict:
 
     return {"version": EXTRACTION_VERSION, "device": str(dev), "batch_size": int(batch_size),
             "neurozoo_version": neurozoo.__version__,
-            "created_utc": datetime.datetime.now(datetime.timezone.utc)
+            "created_utc": datetime.datetime.now(datetime.UTC)
             .isoformat(timespec="seconds")}
 
 
