@@ -133,6 +133,14 @@ def _made_with(dev: torch.device, batch_size: int) -> dict:
             .isoformat(timespec="seconds")}
 
 
+def _as_json(meta: dict) -> dict:
+    """``meta`` as it reads back from JSON (tuples become lists...), so that a
+    fresh entry's meta equals the one :meth:`LayerSummary.load` returns."""
+    import json
+
+    return json.loads(json.dumps(meta))
+
+
 def _meta(fields: dict) -> dict:
     """The JSON ``meta`` of a cache entry; an entry without one (or with a
     broken one) is still usable, so this gives an empty dict then."""
@@ -182,7 +190,7 @@ class LayerSummary:
 
     def save(self, path: str | os.PathLike, meta: dict) -> None:
         """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
-        self.meta = dict(meta)
+        self.meta = _as_json(meta)
         _write_npz(path, meta, gram=self.gram, rowsum=self.rowsum,
                    n_features=self.n_features, shape=np.asarray(self.shape),
                    index=self.index, relative_depth=self.relative_depth,
@@ -574,29 +582,6 @@ class _Stop(Exception):
     pass
 
 
-@contextlib.contextmanager
-def out_of_place(module: nn.Module):
-    """Turn off the ``inplace`` flag of every submodule that has one (ReLU,
-    ReLU6, Hardswish, Dropout...) for the duration; restore it afterwards.
-
-    The values computed are the same either way. A module that overwrites its
-    input in place would force extraction to copy the output of the layer
-    before it (a convolution before ``ReLU(inplace=True)``); computed out of
-    place, that output can be kept as it is. On AlexNet this removed copies
-    of 230 MB per pass over the 118 bundled images. In-place operations
-    written into a ``forward`` (``out += identity``) are not flags; they are
-    still found by the probe and copied.
-    """
-    flagged = [m for m in module.modules() if getattr(m, "inplace", None) is True]
-    for m in flagged:
-        m.inplace = False
-    try:
-        yield
-    finally:
-        for m in flagged:
-            m.inplace = True
-
-
 def _buffer(shape: tuple[int, int], device: torch.device) -> torch.Tensor:
     """An uninitialised float32 activation buffer.
 
@@ -801,13 +786,6 @@ def extract_summaries(
     -------
     dict of layer name -> LayerSummary, in execution order
     """
-    with out_of_place(loaded.module):
-        return _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
-                                  memory_budget, progress)
-
-
-def _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
-                       memory_budget, progress) -> dict[str, LayerSummary]:
     dev, module, images, default_names, chosen, modified = _start(loaded, stimuli,
                                                                   device, layers)
     n = images.shape[0]
@@ -862,11 +840,11 @@ def _extract_summaries(loaded, stimuli, layers, cache_dir, batch_size, device,
                 relative_depth=idx / n_default if idx >= 0 else float("nan"),
             )
             results[nm] = summary
-            summary.meta = {
+            summary.meta = _as_json({
                 "model_id": loaded.spec.model_id, "layer": nm,
                 "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
                 "preprocessing": prep, **made, "memory_budget": float(memory_budget),
-            }
+            })
             if cache is not None:
                 key = summary_key(loaded.weights_sha256, prep, stim_id, nm, arch)
                 summary.save(cache / f"{key}.npz", summary.meta)
@@ -908,7 +886,7 @@ class LayerProjection:
 
     def save(self, path: str | os.PathLike, meta: dict) -> None:
         """Write to ``.npz`` atomically, with ``meta`` (JSON text) beside."""
-        self.meta = dict(meta)
+        self.meta = _as_json(meta)
         _write_npz(path, meta, z=self.z, n_features=self.n_features,
                    shape=np.asarray(self.shape), index=self.index,
                    relative_depth=self.relative_depth, seed=self.seed,
@@ -1052,11 +1030,11 @@ def extract_projections(
             shape=tuple(shape), index=idx,
             relative_depth=idx / n_default if idx >= 0 else float("nan"),
             seed=seed if nm in projectors else -1)
-        result[nm].meta = {
+        result[nm].meta = _as_json({
             "model_id": loaded.spec.model_id, "layer": nm, "kind": "projection",
             "weights_sha256": loaded.weights_sha256, "stimuli": stim_id,
             "preprocessing": prep, **made, "k": k, "seed": seed,
-        }
+        })
         if cache is not None:
             result[nm].save(cache_file(nm), result[nm].meta)
     return {nm: result[nm] for nm, _ in chosen}

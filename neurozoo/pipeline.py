@@ -354,7 +354,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
              "file": str(cache / f"{key(s.layer)}.npz"),
              # the run that made it: this one, or an earlier one whose cache
              # entry was reused (empty for entries older than this field)
-             "made_by": {k: s.meta.get(k) for k in _MADE_BY}}
+             "made_by": _made_by(s.meta)}
             for s in features.values()
         ],
     }
@@ -364,6 +364,14 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
 
 #: Per layer, what stage extract's index reports of the run that made its cache entry.
 _MADE_BY = ("device", "batch_size", "neurozoo_version", "created_utc")
+
+
+def _made_by(meta: dict) -> dict:
+    """The :data:`_MADE_BY` fields of a cache entry's meta that it has; an
+    entry written before they were recorded gives ``{}``."""
+    if not meta.get("created_utc"):
+        return {}
+    return {name: meta[name] for name in _MADE_BY if meta.get(name) is not None}
 
 
 def stage_score(config: RunConfig, data_dir: str | Path, features_file: str | Path,

@@ -76,6 +76,9 @@ def test_run_writes_all_outputs_and_reuses_cache(small_dataset, tmp_path, cache_
     assert run_cli(["run", "--config", cfg, "--out", out], capsys)[0] == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert scores_file.stat().st_mtime_ns == score_stamp
+    # the reused summaries still name the run that made them
+    assert json.loads((out / "provenance.json").read_text())["models"][MODEL][
+        "made_by"] == made
     # delete one cache entry: only it is recomputed
     cached[0].unlink()
     assert run_cli(["run", "--config", cfg, "--out", out], capsys)[0] == 0

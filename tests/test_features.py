@@ -140,6 +140,44 @@ def test_cache_reuse_and_single_entry_recompute(small_stimuli, tmp_path):
     LayerSummary.load(files[0])
 
 
+def test_cache_entries_without_or_with_broken_meta_still_load(small_stimuli, tmp_path):
+    import json
+
+    from neurozoo.features import _write_npz
+    from neurozoo.pipeline import _made_by
+
+    loaded = load_model("torchvision:alexnet@random:0")
+    s = extract_summaries(loaded, small_stimuli, layers=["classifier.6"],
+                          progress=False)["classifier.6"]
+    fields = dict(gram=s.gram, rowsum=s.rowsum, n_features=s.n_features,
+                  shape=np.asarray(s.shape), index=s.index,
+                  relative_depth=s.relative_depth, layer=s.layer)
+    old_meta = {"model_id": "m", "layer": "classifier.6", "version": 1, "device": "cpu"}
+    _write_npz(tmp_path / "old.npz", old_meta, **fields)  # before runs were recorded
+    old = LayerSummary.load(tmp_path / "old.npz")
+    assert old.meta == old_meta and _made_by(old.meta) == {}
+    np.testing.assert_array_equal(old.gram, s.gram)
+    with open(tmp_path / "broken.npz", "wb") as f:
+        np.savez(f, meta="{not json", **fields)
+    assert LayerSummary.load(tmp_path / "broken.npz").meta == {}
+    assert _made_by(s.meta) == {k: s.meta[k] for k in
+                                ("device", "batch_size", "neurozoo_version", "created_utc")}
+    json.dumps(s.meta)  # plain JSON types only
+    # a projection's meta makes the same round trip
+    from neurozoo.features import LayerProjection, extract_projections
+
+    p = extract_projections(loaded, small_stimuli, layers=["features.12"],
+                            n_components=16, cache_dir=tmp_path, progress=False)
+    back = LayerProjection.load(_only_projection(tmp_path))
+    assert back.meta == p["features.12"].meta and back.meta["k"] == 16
+
+
+def _only_projection(folder):
+    found = [f for f in folder.glob("*.npz") if f.name not in ("old.npz", "broken.npz")]
+    assert len(found) == 1
+    return found[0]
+
+
 def test_corrupt_cache_entry_is_reported_as_corrupt_and_recomputed(small_stimuli, tmp_path,
                                                                     caplog):
     """Garbage, a truncated archive, an empty file, an archive without its
@@ -260,27 +298,23 @@ def test_outputs_modified_in_place_are_found_by_the_probe():
                      "features.10", "classifier.1", "classifier.4"}
 
 
-def test_out_of_place_turns_inplace_flags_off_and_restores_them():
-    from neurozoo.features import modified_in_place, out_of_place
+def test_in_place_addition_in_a_block_is_copied_and_exact(small_stimuli):
+    """ResNet's blocks add the shortcut into bn2's output in place (a write
+    in forward(), not a module): the probe finds it, extraction copies the
+    output, and the Gram matrix is that of the values before the addition."""
+    from neurozoo.features import modified_in_place
 
-    loaded = load_model("torchvision:alexnet@random:0")
-    x = torch.zeros(1, 3, 224, 224)
-    names = [n for n, _ in default_layers(loaded.module, x)]
-    flagged = [m for m in loaded.module.modules() if getattr(m, "inplace", None) is True]
-    assert len(flagged) == 7  # AlexNet's ReLUs
-    with pytest.raises(RuntimeError, match="boom"), out_of_place(loaded.module):
-        assert not any(m.inplace for m in flagged)
-        # computed out of place, no output is overwritten: nothing to copy
-        assert modified_in_place(loaded.module, names, x) == set()
-        raise RuntimeError("boom")
-    assert all(m.inplace is True for m in flagged)  # restored, even after an error
-
-    # an in-place addition written into forward() is not a flag: still found
-    resnet = load_model("torchvision:resnet18@random:0").module
-    with out_of_place(resnet):
-        found = modified_in_place(resnet, ["layer1.0.bn2", "layer1.0.conv2"],
-                                  torch.zeros(1, 3, 64, 64))
-    assert found == {"layer1.0.bn2"}
+    loaded = load_model("torchvision:resnet18@random:0")
+    layers = ["layer1.0.bn2", "layer1.0"]
+    assert modified_in_place(loaded.module, layers, torch.zeros(1, 3, 64, 64)) == {
+        "layer1.0.bn2"}
+    got = extract_summaries(loaded, small_stimuli, layers=layers, batch_size=4,
+                            progress=False)
+    want = explicit_features(loaded, small_stimuli, layers)
+    for name in layers:
+        x = want[name]
+        np.testing.assert_allclose(got[name].gram, x @ x.T, rtol=1e-5,
+                                   atol=1e-5 * np.abs(x @ x.T).max())
 
 
 class _BatchInplaceReLU(torch.nn.Module):
