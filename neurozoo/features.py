@@ -38,6 +38,7 @@ execution; a layer's relative depth is its index over (number of layers - 1).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -82,8 +83,6 @@ _SKIP = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.Dropout3d, nn.AlphaDropout,
 
 def _write_npz(path: str | os.PathLike, meta: dict, **fields) -> None:
     """``fields`` and ``meta`` (as JSON text) to an ``.npz``, atomically."""
-    import json
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, meta=json.dumps(meta, sort_keys=True), **fields)
@@ -136,16 +135,12 @@ def _made_with(dev: torch.device, batch_size: int) -> dict:
 def _as_json(meta: dict) -> dict:
     """``meta`` as it reads back from JSON (tuples become lists...), so that a
     fresh entry's meta equals the one :meth:`LayerSummary.load` returns."""
-    import json
-
     return json.loads(json.dumps(meta))
 
 
 def _meta(fields: dict) -> dict:
     """The JSON ``meta`` of a cache entry; an entry without one (or with a
     broken one) is still usable, so this gives an empty dict then."""
-    import json
-
     try:
         meta = json.loads(str(fields["meta"]))
     except (KeyError, ValueError):
