@@ -42,7 +42,7 @@ def _config(args):
     from neurozoo.config import load_config
 
     overrides = {}
-    for name in ("data", "stimuli", "device", "cache_dir", "batch_size"):
+    for name in ("data", "stimuli", "device", "cache_dir", "batch_size", "layout"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if getattr(args, "save_features", False):
@@ -64,6 +64,9 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--cache-dir", dest="cache_dir", help="summary cache folder")
     p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--layout", choices=("auto", "channels_last", "contiguous"),
+                   help="memory layout of the forward passes (default auto: "
+                        "channels-last for convolutional networks on the CPU)")
 
 
 def _add_save_features(p: argparse.ArgumentParser) -> None:

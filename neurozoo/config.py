@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from neurozoo.errors import NeurozooError
-from neurozoo.features import MAX_GRAM_STIMULI
+from neurozoo.features import LAYOUTS, MAX_GRAM_STIMULI
 from neurozoo.models.zoo import DEFAULT_ZOO
 from neurozoo.scoring import ScoringConfig, check_methods
 
@@ -48,6 +48,10 @@ class RunConfig:
     batch_size : int
     device : str
         ``auto`` (GPU when present), ``cpu``, ``cuda``...
+    layout : str
+        Memory layout of the forward passes: ``auto`` (channels-last for
+        convolutional networks on the CPU), ``channels_last`` or
+        ``contiguous``; see :func:`neurozoo.features.choose_layout`.
     memory_budget_gb : float
         Layer activations held at once during extraction.
     cache_dir : str or None
@@ -77,6 +81,7 @@ class RunConfig:
     layers: dict[str, list[str]] = field(default_factory=dict)
     batch_size: int = 32
     device: str = "auto"
+    layout: str = "auto"
     memory_budget_gb: float = 2.0
     cache_dir: str | None = None
     reliability_splits: int = 100
@@ -94,7 +99,8 @@ class RunConfig:
             ("batch_size", self.batch_size, int), ("memory_budget_gb", self.memory_budget_gb,
                                                     (int, float)),
             ("reliability_splits", self.reliability_splits, int),
-            ("device", self.device, str), ("models", self.models, list),
+            ("device", self.device, str), ("layout", self.layout, str),
+            ("models", self.models, list),
             ("layers", self.layers, dict),
             ("scoring.n_folds", sc.n_folds, int), ("scoring.n_alphas", sc.n_alphas, int),
             ("scoring.alpha_low", sc.alpha_low, (int, float)),
@@ -142,6 +148,7 @@ class RunConfig:
             ("projection_components", self.projection_components is None
              or self.projection_components >= 1, "an integer >= 1 or null"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("layout", self.layout in LAYOUTS, f"one of {', '.join(LAYOUTS)}"),
             ("scoring.rsa_comparison", sc.rsa_comparison in COMPARISONS,
              f"one of {', '.join(COMPARISONS)}"),
             ("scoring.reliability_threshold", -1 <= sc.reliability_threshold <= 1,

@@ -303,7 +303,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         raw = out.with_suffix("") if out.suffix else out.with_name(out.name + "-raw")
         save_features(loaded, stimuli, raw, layers=_layers_for(config, loaded.spec.model_id),
                       batch_size=config.batch_size, device=config.device,
-                      progress=progress)
+                      progress=progress, layout=config.layout)
     t0 = time.perf_counter()
     cache = config.cache_path / "summaries"
     features = extract_auto(
@@ -312,6 +312,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
         device=config.device, memory_budget=config.memory_budget_gb * 2**30,
         progress=progress, max_gram_stimuli=config.max_gram_stimuli,
         n_components=config.projection_components, seed=config.projection_seed,
+        layout=config.layout,
     )
     seconds = time.perf_counter() - t0  # the extraction's, not the raw features'
     prep = loaded.preprocessing.to_dict()
@@ -334,6 +335,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
             "layers": _layers_for(config, loaded.spec.model_id),
             "batch_size": config.batch_size,
             "device": str(resolve_device(config.device)),  # "auto" resolved
+            "layout": config.layout,  # per layer: made_by's "layout", as it ran
             "cache_dir": str(cache),
             "memory_budget_gb": config.memory_budget_gb,
             "max_gram_stimuli": config.max_gram_stimuli,
@@ -363,7 +365,7 @@ def stage_extract(config: RunConfig, data_dir: str | Path, model: str,
 
 
 #: Per layer, what stage extract's index reports of the run that made its cache entry.
-_MADE_BY = ("device", "batch_size", "neurozoo_version", "created_utc")
+_MADE_BY = ("device", "batch_size", "layout", "neurozoo_version", "created_utc")
 
 
 def _made_by(meta: dict) -> dict:

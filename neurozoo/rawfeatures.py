@@ -36,6 +36,7 @@ from neurozoo.data.stimuli import StimulusSet
 from neurozoo.errors import NeurozooError
 from neurozoo.features import (
     EXTRACTION_VERSION,
+    _finish,
     _start,
     _Stop,
     architecture_tag,
@@ -93,7 +94,8 @@ def _is_valid(npy: Path, sidecar: Path, key: str, n: int, p: int) -> bool:
 
 def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
                   layers: list[str] | None = None, batch_size: int = 32,
-                  device: str | None = None, progress: bool = True) -> dict:
+                  device: str | None = None, progress: bool = True,
+                  layout: str = "auto") -> dict:
     """Write each layer's raw features to ``out_dir/<layer>.npy``.
 
     Parameters
@@ -109,6 +111,11 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
     device : str, optional
         ``"cpu"``, ``"cuda"``...; default: GPU if available.
     progress : bool
+    layout : str
+        Memory layout of the forward pass
+        (:func:`neurozoo.features.choose_layout`); use the one the summaries
+        were made with for bit-identical features. The files hold the usual
+        (channel, height, width) order whatever the layout.
 
     Returns
     -------
@@ -123,50 +130,53 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev, module, images, default_names, chosen, _ = _start(loaded, stimuli, device,
-                                                           layers)
-    n = images.shape[0]
-    n_default = max(len(default_names) - 1, 1)
-    prep = loaded.preprocessing.to_dict()
-    stim_id = stimuli.identity()
-    arch = architecture_tag(loaded)
-    sizes = {nm: int(np.prod(shape)) for nm, shape in chosen}
-    keys = {nm: summary_key(loaded.weights_sha256, prep, stim_id, nm, arch)
-            for nm, _ in chosen}
+    dev, module, images, default_names, chosen, _, used, converted = _start(
+        loaded, stimuli, device, layers, layout)
+    try:
+        n = images.shape[0]
+        n_default = max(len(default_names) - 1, 1)
+        prep = loaded.preprocessing.to_dict()
+        stim_id = stimuli.identity()
+        arch = architecture_tag(loaded)
+        sizes = {nm: int(np.prod(shape)) for nm, shape in chosen}
+        keys = {nm: summary_key(loaded.weights_sha256, prep, stim_id, nm, arch)
+                for nm, _ in chosen}
 
-    def paths(name: str) -> tuple[Path, Path]:
-        stem = _file_stem(name)  # sidecars end in .npy.json: never the index's name
-        return out_dir / f"{stem}.npy", out_dir / f"{stem}.npy.json"
+        def paths(name: str) -> tuple[Path, Path]:
+            stem = _file_stem(name)  # sidecars end in .npy.json: never the index's name
+            return out_dir / f"{stem}.npy", out_dir / f"{stem}.npy.json"
 
-    todo = [nm for nm, _ in chosen if not _is_valid(*paths(nm), keys[nm], n, sizes[nm])]
-    t0 = time.perf_counter()
-    if todo:
-        need = sum(len(_header(n, sizes[nm])) + 4 * n * sizes[nm] for nm in todo)
-        free = shutil.disk_usage(out_dir).free
-        if need > free:
-            raise NeurozooError(
-                f"saving the raw features of {loaded.spec.model_id} ({len(todo)} layers) "
-                f"needs {need / 1e9:.2f} GB in {out_dir}, but {free / 1e9:.2f} GB are "
-                "free: choose fewer layers or another folder")
-        for nm in todo:  # stale stamps go before their files change
-            paths(nm)[1].unlink(missing_ok=True)
-        log.info("%s: writing the raw features of %d layers (%.2f GB) to %s "
-                 "(%d kept from an earlier run)", loaded.spec.model_id, len(todo),
-                 need / 1e9, out_dir, len(chosen) - len(todo))
-        _write_pass(module, todo, sizes, images, batch_size, dev, out_dir, paths,
-                    progress, loaded.spec.model_id)
-        seconds = time.perf_counter() - t0
-        for nm in todo:
-            write_json(paths(nm)[1], {
-                "key": keys[nm], "layer": nm, "shape": [n, sizes[nm]],
-                "layer_shape": list(dict(chosen)[nm]), "dtype": "float32",
-                "model_id": loaded.spec.model_id,
-                "weights_sha256": loaded.weights_sha256, "stimuli_sha256": stim_id,
-                "preprocessing": prep, "extraction_version": EXTRACTION_VERSION,
-                "device": str(dev), "neurozoo_version": neurozoo.__version__,
-                "seconds": seconds,
-            })
-    module.to("cpu")
+        todo = [nm for nm, _ in chosen if not _is_valid(*paths(nm), keys[nm], n, sizes[nm])]
+        t0 = time.perf_counter()
+        if todo:
+            need = sum(len(_header(n, sizes[nm])) + 4 * n * sizes[nm] for nm in todo)
+            free = shutil.disk_usage(out_dir).free
+            if need > free:
+                raise NeurozooError(
+                    f"saving the raw features of {loaded.spec.model_id} ({len(todo)} layers) "
+                    f"needs {need / 1e9:.2f} GB in {out_dir}, but {free / 1e9:.2f} GB are "
+                    "free: choose fewer layers or another folder")
+            for nm in todo:  # stale stamps go before their files change
+                paths(nm)[1].unlink(missing_ok=True)
+            log.info("%s: writing the raw features of %d layers (%.2f GB) to %s "
+                     "(%d kept from an earlier run)", loaded.spec.model_id, len(todo),
+                     need / 1e9, out_dir, len(chosen) - len(todo))
+            _write_pass(module, todo, sizes, images, batch_size, dev, out_dir, paths,
+                        progress, loaded.spec.model_id)
+            seconds = time.perf_counter() - t0
+            for nm in todo:
+                write_json(paths(nm)[1], {
+                    "key": keys[nm], "layer": nm, "shape": [n, sizes[nm]],
+                    "layer_shape": list(dict(chosen)[nm]), "dtype": "float32",
+                    "model_id": loaded.spec.model_id,
+                    "weights_sha256": loaded.weights_sha256, "stimuli_sha256": stim_id,
+                    "preprocessing": prep, "extraction_version": EXTRACTION_VERSION,
+                    "device": str(dev), "layout": used,
+                    "neurozoo_version": neurozoo.__version__,
+                    "seconds": seconds,
+                })
+    finally:
+        _finish(module, converted)
     index = {
         "model": loaded.provenance(),
         "stimuli_sha256": stim_id,

@@ -61,6 +61,7 @@ def test_run_writes_all_outputs_and_reuses_cache(small_dataset, tmp_path, cache_
     assert prov["models"][MODEL]["weights_sha256"]
     made = prov["models"][MODEL]["made_by"]
     assert len(made) == 1 and made[0]["neurozoo_version"] == prov["neurozoo_version"]
+    assert made[0]["layout"] == "channels_last" and prov["config"]["layout"] == "auto"
     assert prov["data"]["data_sha256"] and "total" in prov["timings_s"]
     for fig in ("scores_by_area.png", "score_vs_depth.png"):
         assert (out / "figures" / fig).stat().st_size > 10_000
@@ -184,6 +185,12 @@ def test_bad_config_field_is_named(tmp_path, capsys):
     cfg.write_text("colour: blue\n")
     code, _, stderr = run_cli(["run", "--config", cfg, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "colour" in stderr
+    cfg.write_text("layout: nhwc\n")
+    code, _, stderr = run_cli(["run", "--config", cfg, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "config field 'layout'" in stderr and "channels_last" in stderr
+    with pytest.raises(SystemExit):  # argparse: the valid choices
+        run_cli(["run", "--layout", "nhwc", "--out", tmp_path / "o"], capsys)
+    assert "invalid choice: 'nhwc'" in capsys.readouterr().err
 
 
 def test_stages_chain_like_a_workflow_engine(small_dataset, tmp_path, cache_env, capsys):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from neurozoo.errors import NeurozooError
 from neurozoo.features import (
@@ -10,6 +11,7 @@ from neurozoo.features import (
     _groups,
     candidate_layers,
     check_gram,
+    choose_layout,
     default_layers,
     extract_summaries,
     gram_from_features,
@@ -161,7 +163,8 @@ def test_cache_entries_without_or_with_broken_meta_still_load(small_stimuli, tmp
         np.savez(f, meta="{not json", **fields)
     assert LayerSummary.load(tmp_path / "broken.npz").meta == {}
     assert _made_by(s.meta) == {k: s.meta[k] for k in
-                                ("device", "batch_size", "neurozoo_version", "created_utc")}
+                                ("device", "batch_size", "layout", "neurozoo_version",
+                                 "created_utc")}
     json.dumps(s.meta)  # plain JSON types only
     # a projection's meta makes the same round trip
     from neurozoo.features import LayerProjection, extract_projections
@@ -414,3 +417,86 @@ def test_gram_rowsum_many_layer_without_columns():
     np.testing.assert_array_equal(g1.numpy(), np.full((4, 4), 3.0))
     (g0, r0), = gram_rowsum_many([torch.ones(4, 0)])
     assert not g0.any()
+
+
+# ------------------------------------------------------------------ layouts
+class _Viewing(nn.Module):
+    """Needs the usual layout: ``view`` of a convolution's output fails on a
+    channels-last tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 5, stride=4)  # 224 -> 55
+        self.fc = nn.Linear(4 * 55 * 55, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(y.view(y.shape[0], -1))
+
+
+class _ReadsMemory(_Viewing):
+    """Runs channels-last but computes something else: it reads the raw
+    memory of the convolution's output in its own order."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        n, p = y.shape[0], y[0].numel()
+        return self.fc(torch.as_strided(y, (n, p), (p, 1)))
+
+
+def _wrapped(cls, like):
+    from neurozoo.models.zoo import LoadedModel
+
+    torch.manual_seed(0)
+    return LoadedModel(like.spec, cls().eval(), like.preprocessing, "random init",
+                       "0" * 64)
+
+
+def test_layout_choice_and_bad_name():
+    alexnet = load_model("torchvision:alexnet@random:0").module
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    assert choose_layout(alexnet, torch.device("cpu")) == "channels_last"
+    assert choose_layout(mlp, torch.device("cpu")) == "contiguous"
+    assert choose_layout(alexnet, torch.device("cuda")) == "contiguous"
+    assert choose_layout(mlp, torch.device("cpu"), "channels_last") == "channels_last"
+    with pytest.raises(NeurozooError, match="unknown layout 'nhwc'.*auto, channels_last, "
+                                            "contiguous"):
+        choose_layout(alexnet, torch.device("cpu"), "nhwc")
+
+
+def test_channels_last_extraction_matches_and_gives_the_network_back(small_stimuli):
+    loaded = load_model("torchvision:resnet18@random:0")
+    before = {k: v.stride() for k, v in loaded.module.state_dict().items()}
+    layers = ["conv1", "layer1.0", "layer3.1", "fc"]
+    fast = extract_summaries(loaded, small_stimuli, layers=layers, batch_size=4,
+                             progress=False)
+    assert {k: v.stride() for k, v in loaded.module.state_dict().items()} == before
+    plain = extract_summaries(loaded, small_stimuli, layers=layers, batch_size=4,
+                              progress=False, layout="contiguous")
+    for nm in layers:
+        assert fast[nm].meta["layout"] == "channels_last"
+        assert plain[nm].meta["layout"] == "contiguous"
+        scale = np.abs(plain[nm].gram).max()
+        np.testing.assert_allclose(fast[nm].gram, plain[nm].gram, atol=1e-5 * scale)
+        assert np.abs(fast[nm].gram - plain[nm].gram).max() > 0  # really another pass
+    with pytest.raises(NeurozooError, match="unknown layout"):
+        extract_summaries(loaded, small_stimuli, layers=layers, layout="NHWC",
+                          progress=False)
+
+
+@pytest.mark.parametrize("cls, problem", [(_Viewing, "it fails"),
+                                          (_ReadsMemory, "its output differs")])
+def test_network_that_cannot_run_channels_last_falls_back(cls, problem, small_stimuli,
+                                                          caplog):
+    like = load_model("torchvision:alexnet@random:0")
+    loaded = _wrapped(cls, like)
+    with caplog.at_level("WARNING", logger="neurozoo.features"):
+        got = extract_summaries(loaded, small_stimuli, progress=False)
+    assert f"cannot run channels-last: {problem}" in caplog.text
+    assert got["conv"].meta["layout"] == "contiguous"
+    assert loaded.module.conv.weight.is_contiguous()
+    want = explicit_features(loaded, small_stimuli, ["conv"])["conv"]
+    np.testing.assert_allclose(got["conv"].gram, want @ want.T, rtol=1e-10)
+    with pytest.raises(NeurozooError, match=f"cannot run channels-last: {problem}"):
+        extract_summaries(loaded, small_stimuli, progress=False, layout="channels_last")
+    assert loaded.module.conv.weight.is_contiguous()

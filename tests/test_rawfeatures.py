@@ -51,8 +51,9 @@ def _captured(loaded, stimuli, layers, batch_size):
 
 
 def test_saved_features_are_the_layer_outputs(model, stimuli, tmp_path):
+    # the network as it is (the hooks of _captured see it so), bit for bit
     index = save_features(model, stimuli, tmp_path / "raw", layers=LAYERS,
-                          batch_size=5, device="cpu", progress=False)
+                          batch_size=5, device="cpu", progress=False, layout="contiguous")
     ref = _captured(model, stimuli, LAYERS, batch_size=5)
     saved_index, feats = load_features(tmp_path / "raw")
     assert saved_index == json.loads((tmp_path / "raw" / INDEX_NAME).read_text())
@@ -62,11 +63,20 @@ def test_saved_features_are_the_layer_outputs(model, stimuli, tmp_path):
         assert isinstance(feats[nm], np.memmap) and feats[nm].dtype == np.float32
         np.testing.assert_array_equal(np.asarray(feats[nm]), ref[nm])
         assert (tmp_path / "raw" / f"{nm}.npy.json").is_file()
-    # the same numbers as the Gram summaries of the extraction
+    # Default layout (channels-last on the CPU): the usual feature order,
+    # values within float32 rounding of the network as it is, and the same
+    # numbers as the Gram summaries of an extraction in that layout
+    save_features(model, stimuli, tmp_path / "auto", layers=LAYERS, batch_size=5,
+                  device="cpu", progress=False)
+    _, auto = load_features(tmp_path / "auto")
+    assert json.loads((tmp_path / "auto" / f"{LAYERS[0]}.npy.json").read_text()
+                      )["layout"] == "channels_last"
     summaries = extract_summaries(model, stimuli, layers=LAYERS, batch_size=5,
                                   device="cpu", progress=False)
     for nm in LAYERS:
-        x = np.asarray(feats[nm], dtype=np.float64)
+        np.testing.assert_allclose(auto[nm], ref[nm], rtol=1e-4,
+                                   atol=1e-5 * np.abs(ref[nm]).max())
+        x = np.asarray(auto[nm], dtype=np.float64)
         np.testing.assert_allclose(summaries[nm].gram, x @ x.T, rtol=1e-12)
         np.testing.assert_allclose(summaries[nm].rowsum, x.sum(axis=1), rtol=1e-12)
     assert not list((tmp_path / "raw").glob(".*partial"))
