@@ -289,7 +289,10 @@ def _extract_worker(model_id: str, budget: float, batch: int, mode: str) -> dict
     stimuli = load_stimulus_set(default_bundle_path() / "stimuli")
     loaded = load_model(model_id)
     module = loaded.module.eval()
-    module_cl = copy.deepcopy(module).to(memory_format=torch.channels_last)
+    # a channels-last copy for the bare passes only: "extract" (VGG-16's peak
+    # memory) must not hold a second set of weights
+    module_cl = (copy.deepcopy(module).to(memory_format=torch.channels_last)
+                 if mode in ("bare", "both") else None)
     out: dict = {"model": model_id, "memory_budget": budget, "batch_size": batch,
                  "n_stimuli": len(stimuli), "mode": mode,
                  "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE")}

@@ -252,9 +252,11 @@ def candidate_layers(module: nn.Module) -> list[str]:
     return out
 
 
-def _probe(module: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, dict]:
+def _probe(module: nn.Module, names: list[str], x: torch.Tensor,
+           output: dict | None = None) -> dict[str, dict]:
     """Run one input; record each named module's call count and output shape,
-    and whether the rest of the pass modifies its output in place.
+    and whether the rest of the pass modifies its output in place. The
+    network's own output goes to ``output["value"]`` when ``output`` is given.
 
     The pass runs without autograd but not in inference mode, so version
     counters are kept: an output whose counter changes after its hook has run
@@ -285,10 +287,12 @@ def _probe(module: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, di
         handles.append(mods[n].register_forward_hook(hook(n)))
     try:
         with torch.no_grad():
-            module(x)
+            result = module(x)
     finally:
         for h in handles:
             h.remove()
+    if output is not None:
+        output["value"] = result
     for name, (out, version) in outputs.items():
         info[name]["modified"] = out._version != version
     return {n: {"modified": False, **info[n], "order": order.index(n)} for n in order}
@@ -626,12 +630,12 @@ def _close(ref, got) -> bool:
     return True  # not a tensor: nothing to compare
 
 
-def _apply_layout(loaded, module: nn.Module, example: torch.Tensor, dev: torch.device,
-                  layout: str) -> tuple[str, bool]:
+def _apply_layout(loaded, module: nn.Module, example: torch.Tensor, ref,
+                  dev: torch.device, layout: str) -> tuple[str, bool]:
     """Put ``module`` in the layout :func:`choose_layout` picks.
 
     Channels-last is checked on ``example`` (one image): the network must
-    run and give the output it gives in its own layout. When it does not, an
+    run and give ``ref``, the output it gives in its own layout. When it does not, an
     explicit ``"channels_last"`` is an error and ``"auto"`` falls back to the
     network as it is, with a warning. Returns the layout used and whether the
     weights were converted (and must be converted back afterwards).
@@ -642,7 +646,6 @@ def _apply_layout(loaded, module: nn.Module, example: torch.Tensor, dev: torch.d
     params = [p for p in module.parameters() if p.dim() == 4]
     converted = not all(_is_channels_last(p) for p in params) if params else False
     with torch.no_grad():
-        ref = module(example)
         module.to(memory_format=torch.channels_last)
         try:
             got = module(example.contiguous(memory_format=torch.channels_last))
@@ -757,13 +760,14 @@ def _groups(layers: list[tuple[str, tuple]], n: int,
 
 
 def _resolve_layers(loaded, module: nn.Module, example: torch.Tensor,
-                    layers: list[str] | None):
+                    layers: list[str] | None, output: dict | None = None):
     """The default layer names, the chosen ``(name, shape)`` pairs in
     execution order (the default layers when ``layers`` is None), and the
-    chosen layers whose outputs are modified in place; one probe pass."""
+    chosen layers whose outputs are modified in place; one probe pass (its
+    output to ``output["value"]``, see :func:`_probe`)."""
     candidates = candidate_layers(module)
     extra = [nm for nm in dict.fromkeys(layers or []) if nm not in set(candidates)]
-    probed = _probe(module, candidates + extra, example)
+    probed = _probe(module, candidates + extra, example, output)
     all_default = _default_from_probe({nm: probed[nm] for nm in candidates
                                        if nm in probed})
     default_names = [name for name, _ in all_default]
@@ -797,8 +801,11 @@ def _start(loaded, stimuli: StimulusSet, device: str | None,
     module = loaded.module.to(dev)
     images = preprocess_stimuli(stimuli, loaded.preprocessing)
     example = images[:1].to(dev)
-    default_names, chosen, modified = _resolve_layers(loaded, module, example, layers)
-    used, converted = _apply_layout(loaded, module, example, dev, layout)
+    probe_output: dict = {}
+    default_names, chosen, modified = _resolve_layers(loaded, module, example, layers,
+                                                      probe_output)
+    used, converted = _apply_layout(loaded, module, example, probe_output["value"], dev,
+                                    layout)
     if used == "channels_last":
         images = images.contiguous(memory_format=torch.channels_last)
     return dev, module, images, default_names, chosen, modified, used, converted
