@@ -13,6 +13,7 @@ from neurozoo.features import (
     check_gram,
     choose_layout,
     default_layers,
+    extract_projections,
     extract_summaries,
     gram_from_features,
     preprocess_stimuli,
@@ -500,3 +501,67 @@ def test_network_that_cannot_run_channels_last_falls_back(cls, problem, small_st
     with pytest.raises(NeurozooError, match=f"cannot run channels-last: {problem}"):
         extract_summaries(loaded, small_stimuli, progress=False, layout="channels_last")
     assert loaded.module.conv.weight.is_contiguous()
+
+
+class _Refuses(_Viewing):
+    """Asserts the usual layout (an AssertionError, not a RuntimeError)."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        assert y.is_contiguous()
+        return self.fc(y.reshape(y.shape[0], -1))
+
+
+class _Interrupted(_Viewing):
+    """Ctrl-C arrives during the channels-last check pass."""
+
+    def forward(self, x):
+        if x.shape[0] == 1 and not x.is_contiguous():
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_network_that_asserts_its_layout_falls_back(small_stimuli, caplog):
+    loaded = _wrapped(_Refuses, load_model("torchvision:alexnet@random:0"))
+    with caplog.at_level("WARNING", logger="neurozoo.features"):
+        got = extract_summaries(loaded, small_stimuli, progress=False)
+    assert "cannot run channels-last: it fails (AssertionError" in caplog.text
+    assert got["conv"].meta["layout"] == "contiguous"
+    assert loaded.module.conv.weight.is_contiguous()
+
+
+def test_interrupt_during_the_layout_check_leaves_the_network_as_it_was(small_stimuli):
+    loaded = _wrapped(_Interrupted, load_model("torchvision:alexnet@random:0"))
+    for extract in (extract_summaries, extract_projections):
+        with pytest.raises(KeyboardInterrupt):
+            extract(loaded, small_stimuli, progress=False)
+        assert loaded.module.conv.weight.is_contiguous()
+
+
+def _strides(module):
+    return {k: v.stride() for k, v in module.state_dict().items()}
+
+
+def test_a_channels_last_network_is_given_back_channels_last(small_stimuli):
+    """ResNet-18 has 1x1 kernels, which are both layouts at once: each weight
+    must come back exactly as it was, whatever the call's layout."""
+    loaded = load_model("torchvision:resnet18@random:0")
+    loaded.module.to(memory_format=torch.channels_last)
+    before = _strides(loaded.module)
+    assert any(len(s) == 4 and s[1] == 1 for s in before.values())
+    layers = ["conv1", "layer2.0"]
+    for layout in ("auto", "contiguous", "channels_last"):
+        got = extract_summaries(loaded, small_stimuli, layers=layers, progress=False,
+                                layout=layout, batch_size=5)
+        assert _strides(loaded.module) == before, layout
+        want = "contiguous" if layout == "contiguous" else "channels_last"
+        assert got["conv1"].meta["layout"] == want
+    # "contiguous" really ran contiguous: the same Gram as the network laid
+    # out plainly by the caller
+    plain = load_model("torchvision:resnet18@random:0")
+    ref = extract_summaries(plain, small_stimuli, layers=layers, progress=False,
+                            layout="contiguous", batch_size=5)
+    again = extract_summaries(loaded, small_stimuli, layers=layers, progress=False,
+                              layout="contiguous", batch_size=5)
+    for nm in layers:
+        np.testing.assert_array_equal(again[nm].gram, ref[nm].gram)
