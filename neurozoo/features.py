@@ -946,13 +946,13 @@ def extract_summaries(
     -------
     dict of layer name -> LayerSummary, in execution order
     """
-    dev, module, images, default_names, chosen, modified, used, converted = _start(
+    dev, module, images, default_names, chosen, modified, used, formats = _start(
         loaded, stimuli, device, layers, layout)
     try:
         return _summarise(loaded, stimuli, cache_dir, batch_size, memory_budget, progress,
                           dev, module, images, default_names, chosen, modified, used)
     finally:
-        _finish(module, converted)
+        _finish(module, formats)
 
 
 def _summarise(loaded, stimuli, cache_dir, batch_size, memory_budget, progress, dev,
@@ -1139,13 +1139,13 @@ def extract_projections(
     -------
     dict of layer name -> LayerProjection, in execution order
     """
-    dev, module, images, default_names, chosen, _, used, converted = _start(
+    dev, module, images, default_names, chosen, _, used, formats = _start(
         loaded, stimuli, device, layers, layout)
     try:
         return _project(loaded, stimuli, n_components, eps, seed, batch_size, progress,
                         cache_dir, dev, module, images, default_names, chosen, used)
     finally:
-        _finish(module, converted)
+        _finish(module, formats)
 
 
 def _project(loaded, stimuli, n_components, eps, seed, batch_size, progress, cache_dir,

@@ -130,7 +130,7 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev, module, images, default_names, chosen, _, used, converted = _start(
+    dev, module, images, default_names, chosen, _, used, formats = _start(
         loaded, stimuli, device, layers, layout)
     try:
         n = images.shape[0]
@@ -176,7 +176,7 @@ def save_features(loaded, stimuli: StimulusSet, out_dir: str | os.PathLike,
                     "seconds": seconds,
                 })
     finally:
-        _finish(module, converted)
+        _finish(module, formats)
     index = {
         "model": loaded.provenance(),
         "stimuli_sha256": stim_id,
