@@ -64,6 +64,8 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--cache-dir", dest="cache_dir", help="summary cache folder")
     p.add_argument("--batch-size", dest="batch_size", type=int)
+    # neurozoo.features.LAYOUTS, written out: importing it would load torch
+    # for --help (tests/test_cli.py checks that the two agree)
     p.add_argument("--layout", choices=("auto", "channels_last", "contiguous"),
                    help="memory layout of the forward passes (default auto: "
                         "channels-last for convolutional networks on the CPU)")

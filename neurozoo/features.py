@@ -662,17 +662,16 @@ def _apply_layout(loaded, module: nn.Module, example: torch.Tensor, ref,
     list or dict of them, is not compared). When it does not, an explicit
     ``"channels_last"`` is an error and ``"auto"`` falls back to the
     contiguous layout, with a warning. Returns the layout used and the
-    formats of the caller's 4-d weights, for :func:`_finish` to restore
-    (None when nothing was changed). Whatever happens, including an
-    interrupt, the network is not left half converted.
+    formats of the caller's 4-d weights, for :func:`_finish` to restore.
+    Whatever happens, including an interrupt, the network is not left half
+    converted.
     """
     chosen = choose_layout(module, dev, layout)
     before = _formats(module)
     want = torch.channels_last if chosen == "channels_last" else torch.contiguous_format
-    changed = None if all(fmt == want for fmt in before.values()) else before
     if chosen == "contiguous":
         _set_formats(module, {name: want for name in before})
-        return chosen, changed
+        return chosen, before
     try:
         with torch.no_grad():
             _set_formats(module, {name: want for name in before})
@@ -686,22 +685,21 @@ def _apply_layout(loaded, module: nn.Module, example: torch.Tensor, ref,
         _set_formats(module, before)
         raise
     if problem is None:
-        return chosen, changed
+        return chosen, before
     message = f"{loaded.spec.model_id} cannot run channels-last: {problem}"
     if layout == "channels_last":
         _set_formats(module, before)
         raise NeurozooError(message + "; use layout 'contiguous' or 'auto'")
     log.warning("%s; running it contiguous", message)
     _set_formats(module, {name: torch.contiguous_format for name in before})
-    return "contiguous", (before if any(f != torch.contiguous_format
-                                        for f in before.values()) else None)
+    return "contiguous", before
 
 
-def _finish(module: nn.Module, formats: dict | None) -> None:
+def _finish(module: nn.Module, formats: dict) -> None:
     """Undo what :func:`_start` did to the caller's network: each 4-d weight
-    back in its own format, the network back on the CPU."""
-    if formats:
-        _set_formats(module, formats)
+    back in its own format (a no-op for those already in it), the network
+    back on the CPU."""
+    _set_formats(module, formats)
     module.to("cpu")
 
 

@@ -277,3 +277,12 @@ def test_sigterm_stops_like_ctrl_c(monkeypatch, capsys):
     code, _, stderr = run_cli(["models"], capsys)
     assert code == 143 and "terminated; rerun to resume" in stderr
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_layout_choices_are_the_library_s():
+    from neurozoo.cli import build_parser
+    from neurozoo.features import LAYOUTS
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    (action,) = [a for a in run._actions if a.dest == "layout"]
+    assert tuple(action.choices) == LAYOUTS
