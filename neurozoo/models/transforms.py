@@ -81,3 +81,8 @@ def global_magnitude_prune(model: nn.Module, arg: str | None, seed: int) -> nn.M
             w.mul_(mask[offset: offset + n].view_as(w))
             offset += n
     return model
+
+
+# The sparsity module's transforms (layerprune, randprune, kwta) register
+# themselves on import; imported last, once register_transform exists.
+import neurozoo.sparsity.transforms  # noqa: E402, F401
