@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_headdir_parser(sub)
 
+    from neurozoo.sparsity.cli import add_subparser as add_sparsify_parser
+
+    add_sparsify_parser(sub)
+
     p = sub.add_parser("models", help="list the zoo, aliases and transforms")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("layers", help="list a model's default layers")
