@@ -61,7 +61,7 @@ from neurozoo.sparsity.saliency import SALIENCIES, magnitude_scores
 from neurozoo.sparsity.train import REWINDS, TrainConfig, batch_indices, evaluate, train
 
 __all__ = ["METHODS", "SparsifyConfig", "load_sparsify_config", "run_sparsify",
-           "load_checkpoint"]
+           "load_checkpoint", "checkpoint_names", "checkpoint_model_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,28 @@ def load_sparsify_config(path: str | Path | None = None,
         else:
             d[key] = value
     return _from_dict(d, where)
+
+
+def checkpoint_names(config: SparsifyConfig) -> list[str]:
+    """The checkpoint folders a run writes, in order (known before it runs,
+    so that a workflow manager can plan the jobs that score them)."""
+    return {
+        "imp": [f"round_{r}" for r in range(config.rounds + 1)],
+        "oneshot": ["pruned", "trained"],
+        "rigl": ["trained"],
+        "earlybird": ["ticket", "trained"],
+    }[config.method]
+
+
+def checkpoint_model_ids(config: SparsifyConfig, out_dir: str | Path) -> list[str]:
+    """The zoo model ids of the checkpoints a run into ``out_dir`` writes."""
+    from neurozoo.models import resolve_model_id
+
+    spec = resolve_model_id(config.model)
+    suffix = "".join(f"+{t}" for t in spec.transforms)  # only kwta: see the config
+    root = Path(out_dir).resolve()
+    return [f"{spec.source}:{spec.arch}@file:{root / name / 'model.pt'}{suffix}"
+            for name in checkpoint_names(config)]
 
 
 def _device(name: str) -> torch.device:
@@ -507,9 +529,10 @@ def run_sparsify(config: SparsifyConfig, out_dir: str | Path) -> list[str]:
         run = _Run(config, out, loaded, data, device)
         {"imp": _imp, "oneshot": _oneshot, "rigl": _rigl,
          "earlybird": _earlybird}[config.method](run, module)
-    spec = loaded.spec
-    suffix = "".join(f"+{t}" for t in spec.transforms)  # only kwta: see the config
-    ids = [f"{spec.source}:{spec.arch}@file:{p.resolve()}{suffix}" for p in run.written]
+    ids = checkpoint_model_ids(config, out)
+    expected = [out / n / "model.pt" for n in checkpoint_names(config)]
+    if [p.resolve() for p in run.written] != [p.resolve() for p in expected]:
+        raise RuntimeError(f"sparsify wrote {run.written}, expected {expected}")
     with atomic_path(out / "models.txt") as tmp:
         tmp.write_text("".join(i + "\n" for i in ids))
     return ids
