@@ -59,7 +59,12 @@ class LabelledImages:
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise NeurozooError("training data 'digits' comes with scikit-learn: "
+                            "pip install 'neurozoo[sparsity]' (or scikit-learn)") \
+            from None
 
     d = load_digits()
     images = (d.images / 16.0).astype(np.float32)[:, None]  # (n, 1, 8, 8)
