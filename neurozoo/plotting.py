@@ -18,6 +18,8 @@ from neurozoo.io import atomic_path  # noqa: E402
 __all__ = [
     "plot_scores_by_area",
     "plot_score_vs_depth",
+    "plot_score_vs_density",
+    "sparse_checkpoints",
     "plot_all",
     "best_layer_selection",
     "select_rows",
@@ -148,6 +150,91 @@ def plot_score_vs_depth(table: pd.DataFrame, path: Path,
     fig.legend(handles, labels, fontsize=7, frameon=False, loc="outside lower center",
                ncol=min(3, len(models)))
     fig.suptitle("Score against depth (solid: trained, dashed: untrained)")
+    return _save(fig, path)
+
+
+def sparse_checkpoints(table: pd.DataFrame) -> pd.DataFrame:
+    """The models of a scores table that are ``neurozoo sparsify`` checkpoints.
+
+    Reads the ``metrics.json`` beside each ``@file:`` checkpoint. Returns one
+    row per such model: ``model_id``, ``run`` (the sparsify configuration
+    hash), ``method``, ``checkpoint``, ``weight_density``, ``mask_density``
+    and ``test_accuracy``. Models that are not such checkpoints are left out.
+    """
+    import json
+
+    rows = []
+    for model_id in dict.fromkeys(table["model_id"]):
+        if "@file:" not in model_id:
+            continue
+        path = Path(model_id.split("@file:", 1)[1].split("+")[0]).with_name(
+            "metrics.json")
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            log.info("%s: no sparsify metrics.json beside its checkpoint", model_id)
+            continue
+        if "config_hash" not in m or "weight_density" not in m:
+            continue
+        rows.append({"model_id": model_id, "run": m["config_hash"],
+                     "method": m["config"]["method"], "checkpoint": m["checkpoint"],
+                     "weight_density": m["weight_density"],
+                     "mask_density": m["mask_density"],
+                     "test_accuracy": m["test_accuracy"]})
+    return pd.DataFrame(rows, columns=["model_id", "run", "method", "checkpoint",
+                                       "weight_density", "mask_density",
+                                       "test_accuracy"])
+
+
+def plot_score_vs_density(table: pd.DataFrame, path: Path,
+                          metric: str = "ridge_r_corrected") -> Path:
+    """Lines: best-layer score (held out) against weight density, one line per
+    area and sparsify run, and the checkpoints' test accuracy beside it.
+
+    The density axis is logarithmic and runs from dense (left) to sparse.
+    Raises :class:`NeurozooError` when no model of the table is a sparsify
+    checkpoint.
+    """
+    ck = sparse_checkpoints(table)
+    if ck.empty:
+        raise NeurozooError("no model of the table is a neurozoo sparsify checkpoint "
+                            "(SOURCE:ARCH@file:.../model.pt with metrics.json beside it)")
+    selection = best_layer_selection(table, metric)
+    sub = select_rows(table, metric, selection).merge(ck, on="model_id")
+    areas = _areas(sub)
+    runs = list(dict.fromkeys(ck["run"]))
+    fig, (ax, acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained",
+                                  gridspec_kw={"width_ratios": [2, 1]})
+    cmap = plt.get_cmap("tab10")
+    styles = ["-", "--", ":", "-."]
+    for j, run in enumerate(runs):
+        for a, area in enumerate(areas):
+            rows = sub[(sub.run == run) & (sub.area == area)].sort_values(
+                "weight_density", ascending=False)
+            method = rows["method"].iloc[0] if len(rows) else ""
+            ax.errorbar(rows.weight_density, rows.value,
+                        yerr=np.clip(np.vstack([rows.value - rows.ci_low,
+                                                rows.ci_high - rows.value]), 0, None),
+                        color=cmap(a % 10), ls=styles[j % 4], marker="o", ms=3,
+                        capsize=2, lw=1,
+                        label=f"{area} ({method} {run[:6]})" if len(runs) > 1 else area)
+        rows = ck[ck.run == run].sort_values("weight_density", ascending=False)
+        acc.plot(rows.weight_density, rows.test_accuracy, ls=styles[j % 4],
+                 marker="o", color="black", label=f"{rows['method'].iloc[0]} {run[:6]}")
+    ticks = sorted(set(np.round(ck["weight_density"], 4)), reverse=True)
+    for axis in (ax, acc):
+        axis.set_xscale("log")
+        axis.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axis.invert_xaxis()
+        axis.set_xlabel("fraction of weights kept")
+    ax.set_ylabel(f"{metric} (median over reliable neuroids)")
+    ax.set_title("Best layer (" + ("held out" if selection == "best_heldout"
+                                   else "in-sample max, optimistic") + ") against density")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    acc.set_ylabel("test accuracy (sparsify data)")
+    acc.set_title("Task accuracy")
+    acc.legend(fontsize=7, frameon=False)
     return _save(fig, path)
 
 

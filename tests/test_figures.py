@@ -91,3 +91,39 @@ def test_library_refuses_rows_that_are_absent(tmp_path):
     with pytest.raises(NeurozooError, match="no rows for metric 'pls_r'"):
         plot_score_vs_depth(table, tmp_path / "b.png", "pls_r")
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_score_vs_density_reads_the_checkpoints_metrics(tmp_path):
+    import json
+
+    table = _table()
+    ids = []
+    for name, density, acc in (("round_0", 1.0, 0.9), ("round_1", 0.4, 0.85)):
+        folder = tmp_path / "imp" / name
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({
+            "config_hash": "abc123", "config": {"method": "imp"}, "checkpoint": name,
+            "weight_density": density, "mask_density": density,
+            "test_accuracy": acc}))
+        ids.append(f"torchvision:resnet18@file:{folder / 'model.pt'}")
+    sparse = table[table.model_id == "torchvision:alexnet@random:0"]
+    table = pd.concat([table] + [sparse.assign(model_id=i) for i in ids])
+    table.to_csv(tmp_path / "scores.csv", index=False)
+    script = REPO / "figures" / "plot_sparsity.py"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "density.png"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "scores.csv"),
+                           str(out)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert _pixels(out).std() > 0
+    from neurozoo.plotting import sparse_checkpoints
+
+    ck = sparse_checkpoints(table)
+    assert ck.model_id.tolist() == ids and ck.weight_density.tolist() == [1.0, 0.4]
+    _table().to_csv(tmp_path / "plain.csv", index=False)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "plain.csv"),
+                           str(tmp_path / "x.png")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 2 and "sparsify checkpoint" in proc.stderr
+    assert not (tmp_path / "x.png").exists()
