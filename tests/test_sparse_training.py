@@ -179,7 +179,7 @@ def _state(path):
     return load_checkpoint(path)["state_dict"]
 
 
-@pytest.mark.parametrize("rewind", ["weight", "lr", "init"])
+@pytest.mark.parametrize("rewind", ["weight", "lr", "init", "reinit"])
 def test_imp_rounds_rewind_as_defined(tmp_path, rewind):
     cfg = load_sparsify_config(None, {**BASE, "rewind": rewind})
     out = tmp_path / rewind
@@ -201,7 +201,11 @@ def test_imp_rounds_rewind_as_defined(tmp_path, rewind):
         net.load_state_dict(torch.load(out / "rewind.pt", weights_only=True))
     elif rewind == "lr":
         net.load_state_dict(cks[1]["state_dict"])
-    start = 0 if rewind == "init" else 4
+    elif rewind == "reinit":
+        net = load_model("torchvision:resnet18@random:2").module
+        for p in net.parameters():
+            p.requires_grad_(True)
+    start = 0 if rewind in ("init", "reinit") else 4
     train(net, data.x_train, data.y_train, cfg.train, start=start,
           masks=cks[2]["masks"], seed=0)
     for n, v in net.state_dict().items():

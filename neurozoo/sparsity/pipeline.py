@@ -6,8 +6,9 @@ weights), labelled training images and a method:
 ``imp``
     Iterative magnitude pruning: train, remove ``1 - density ** (1/rounds)``
     of the surviving weights by global magnitude, rewind (``init``,
-    ``weight`` or ``lr``, see :mod:`neurozoo.sparsity.train`) and train
-    again, ``rounds`` times. Writes ``round_0`` (dense) to ``round_R``.
+    ``weight``, ``lr``, or the control ``reinit``, see
+    :mod:`neurozoo.sparsity.train`) and train again, ``rounds`` times.
+    Writes ``round_0`` (dense) to ``round_R``.
 ``oneshot``
     Pruning at initialisation: score the starting weights (``magnitude``,
     ``random``, ``snip`` or ``grasp`` on ``score_batches`` training
@@ -88,8 +89,9 @@ class SparsifyConfig:
         Fraction of prunable weights kept at the end (imp, oneshot, rigl).
     rounds : int
         IMP pruning rounds.
-    rewind : {"init", "weight", "lr"}
-        IMP rewinding.
+    rewind : {"init", "weight", "lr", "reinit"}
+        IMP rewinding; ``reinit`` is the control: the round's mask on a new
+        random initialisation (the model id's seed plus the round number).
     rewind_step : int
         Step ``k`` that weight and learning-rate rewinding go back to.
     scope : {"global", "layer"}
@@ -381,7 +383,7 @@ def _load_into(module, ck: dict, device) -> dict:
 def _imp(run: _Run, module) -> None:
     cfg, data = run.config, run.data
     t = cfg.train
-    k = 0 if cfg.rewind == "init" else cfg.rewind_step
+    k = 0 if cfg.rewind in ("init", "reinit") else cfg.rewind_step
     per_round = cfg.density ** (1.0 / cfg.rounds)
     init = {n: v.detach().clone() for n, v in module.state_dict().items()}
     rewind_file = run.out / "rewind.pt"
@@ -407,6 +409,8 @@ def _imp(run: _Run, module) -> None:
                                       scope=cfg.scope, current=masks)
             if cfg.rewind == "init":
                 module.load_state_dict(init)
+            elif cfg.rewind == "reinit":
+                module.load_state_dict(_new_init(cfg.model, r, run.device))
             elif cfg.rewind == "weight":
                 module.load_state_dict(rewind_point)
             apply_masks(module, masks)
@@ -422,6 +426,19 @@ def _imp(run: _Run, module) -> None:
               masks=masks, seed=cfg.seed, progress=True)
         run.save(f"round_{r}", module, masks,
                  {"round": r, "rewind": cfg.rewind, "rewind_step": k})
+
+
+def _new_init(model_id: str, round_: int, device) -> dict:
+    """State of a fresh random initialisation of ``model_id``'s architecture,
+    seeded by its seed plus ``round_``."""
+    from dataclasses import replace
+
+    from neurozoo.models import load_model, resolve_model_id
+
+    spec = resolve_model_id(model_id)
+    fresh = replace(spec, weights="random", seed=(spec.seed or 0) + round_,
+                    checkpoint=None)
+    return {n: v.to(device) for n, v in load_model(fresh).module.state_dict().items()}
 
 
 def _score_batches(cfg: SparsifyConfig, data: LabelledImages) -> list:

@@ -10,7 +10,9 @@ pruning (IMP) restarts it after each pruning round:
 - weight rewinding (Frankle et al., ICML 2020): back to their values at step
   ``k``, training reruns steps ``k..T`` with the schedule from step ``k``;
 - learning-rate rewinding (Renda et al., ICLR 2020): the weights stay as
-  trained, only the schedule goes back: steps ``k..T`` again.
+  trained, only the schedule goes back: steps ``k..T`` again;
+- random reinitialisation, the lottery-ticket control: the same mask on a
+  fresh initialisation, steps ``0..T``.
 
 Masks are kept during training by zeroing the pruned weights' gradients
 before each step (so momentum and weight decay never move them) and the
@@ -45,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "step", "constant")
-REWINDS = ("init", "weight", "lr")
+REWINDS = ("init", "weight", "lr", "reinit")
 
 
 @dataclass(frozen=True)
