@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,12 @@ from torch import nn
 from neurozoo.cli import main
 from neurozoo.errors import NeurozooError
 from neurozoo.models import load_model
-from neurozoo.sparsity import masks_from_scores, prunable_weights, sparsity_report
+from neurozoo.sparsity import (
+    magnitude_scores,
+    masks_from_scores,
+    prunable_weights,
+    sparsity_report,
+)
 from neurozoo.sparsity.data import load_labelled_images
 from neurozoo.sparsity.earlybird import EarlyBird, channel_masks, mask_distance
 from neurozoo.sparsity.pipeline import (
@@ -121,15 +127,22 @@ def test_rigl_update_against_brute_force():
     rigl = RigL(net, 0.5, end_step=100, delta=10, alpha=0.4, distribution="uniform",
                 seed=1)
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()  # momentum buffers, non-zero everywhere
+    opt.zero_grad()
     with torch.no_grad():  # give the surviving weights distinct values
         for w in prunable_weights(net).values():
-            w.add_(0.01 * torch.randn_like(w)).mul_(w != 0)
+            w.add_(0.01 * torch.randn_like(w))
+        for n, w in prunable_weights(net).items():
+            w.mul_(rigl.masks[n])
     before = {n: m.clone() for n, m in rigl.masks.items()}
     weights = {n: w.detach().clone() for n, w in prunable_weights(net).items()}
     nn.functional.cross_entropy(net(x), y).backward()
     grads = {n: w.grad.clone() for n, w in prunable_weights(net).items()}
     assert not rigl.due(0) and not rigl.due(5) and rigl.due(10) and not rigl.due(100)
-    rigl.update(10)
+    assert rigl.update(5, opt) is False
+    assert rigl.update(10, opt) is True
     f = 0.2 * (1 + math.cos(math.pi * 0.1))
     assert rigl.fraction(10) == pytest.approx(f)
     for n, w in prunable_weights(net).items():
@@ -143,7 +156,12 @@ def test_rigl_update_against_brute_force():
         grow = sorted(inactive, key=lambda i: -abs(float(grads[n].flatten()[i])))[:k]
         assert sorted(np.flatnonzero(new.numpy()).tolist()) == sorted(after_drop + grow)
         grown = [i for i in grow if not old[i]]
-        assert all(float(w.detach().flatten()[i]) == 0 for i in grown)
+        assert grown and all(float(w.detach().flatten()[i]) == 0 for i in grown)
+        buf = opt.state[w]["momentum_buffer"].flatten()
+        dropped = [i for i in drop if not new[i]]
+        assert all(float(buf[i]) == 0 for i in grown + dropped)
+        kept = [i for i in after_drop]
+        assert all(float(buf[i]) != 0 for i in kept)
     assert rigl.updates == 1
 
 
@@ -164,6 +182,18 @@ def test_early_bird_masks_distance_and_emergence():
     eb = EarlyBird(0.4, window=3, epsilon=0.05)
     assert [eb.update(net) for _ in range(3)] == [False, False, True]
     assert eb.distances[-1] == 0.0
+    # the largest distance in the window decides: 0.2 to the oldest mask,
+    # 0 to the newer one
+    eb = EarlyBird(0.2, window=3, epsilon=0.1)
+    gammas = [[0.5, 0.4, 0.3, 0.2], [0.1, 0.01, 0.6, 0.7, 0.8, 0.9]]
+    eb.update(net)
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor(gammas[0]))
+        net[3].weight.copy_(torch.tensor(gammas[1]))
+    assert eb.update(net) is False and eb.update(net) is False
+    assert eb.distances[-1] == pytest.approx(mask_distance(eb.history[0],
+                                                           eb.history[-1]))
+    assert eb.distances[-1] > 0.1
     with pytest.raises(NeurozooError, match="batch norm"):
         channel_masks(nn.Linear(2, 2), 0.5)
 
@@ -188,8 +218,14 @@ def test_imp_rounds_rewind_as_defined(tmp_path, rewind):
     cks = [load_checkpoint(out / f"round_{r}" / "model.pt") for r in range(3)]
     dens = [ck["neurozoo"]["mask_density"] for ck in cks]
     assert dens == pytest.approx([1.0, 0.5, 0.25], abs=1e-6)
-    for a, b in zip(cks[1:], cks[2:]):  # masks only shrink
-        assert all(torch.all(b["masks"][n] <= a["masks"][n]) for n in a["masks"])
+    for prev, ck, density in zip(cks, cks[1:], (0.5, 0.25)):
+        # each round's mask: the largest trained weights of the round before,
+        # among those it kept
+        trained = load_model(cfg.model).module
+        trained.load_state_dict(prev["state_dict"])
+        expected = masks_from_scores(magnitude_scores(trained), density,
+                                     current=prev["masks"])
+        assert all(torch.equal(ck["masks"][n], expected[n]) for n in expected)
     # Round 2 again, by hand: masks of round 2 on the rewound weights, then
     # the steps the rewinding rule says.
     data = load_labelled_images("digits", 16, (0.485, 0.456, 0.406),
@@ -198,7 +234,7 @@ def test_imp_rounds_rewind_as_defined(tmp_path, rewind):
     for p in net.parameters():
         p.requires_grad_(True)
     if rewind == "weight":
-        net.load_state_dict(torch.load(out / "rewind.pt", weights_only=True))
+        net.load_state_dict(torch.load(out / "rewind.pt", weights_only=True)["state"])
     elif rewind == "lr":
         net.load_state_dict(cks[1]["state_dict"])
     elif rewind == "reinit":
@@ -215,7 +251,7 @@ def test_imp_rounds_rewind_as_defined(tmp_path, rewind):
         for p in ref.parameters():
             p.requires_grad_(True)
         train(ref, data.x_train, data.y_train, cfg.train, end=4, seed=0)
-        saved = torch.load(out / "rewind.pt", weights_only=True)
+        saved = torch.load(out / "rewind.pt", weights_only=True)["state"]
         for n, v in ref.state_dict().items():
             torch.testing.assert_close(v, saved[n], rtol=1e-6, atol=1e-7)
 
@@ -229,6 +265,13 @@ def test_stage_resumes_refuses_other_configs_and_feeds_the_zoo(
     first = (out / "round_0" / "model.pt").stat().st_mtime_ns
     before = _state(last)
     last.unlink()
+    assert run_sparsify(cfg, out) == ids
+    assert (out / "round_0" / "model.pt").stat().st_mtime_ns == first
+    for n, v in _state(last).items():
+        assert torch.equal(v, before[n]), n
+    # a lost rewind point is remade, a gap in the rounds is retrained
+    (out / "rewind.pt").unlink()
+    shutil.rmtree(out / "round_1")
     assert run_sparsify(cfg, out) == ids
     assert (out / "round_0" / "model.pt").stat().st_mtime_ns == first
     for n, v in _state(last).items():
@@ -262,6 +305,35 @@ def test_stage_resumes_refuses_other_configs_and_feeds_the_zoo(
     capsys.readouterr()
 
 
+def test_resume_is_exact_with_dropout_and_data_changes_retrain(tmp_path, bundled):
+    # MobileNetV3 has dropout before its classifier: a resumed round must draw
+    # the same dropout masks
+    _, stimuli = bundled
+    images = tmp_path / "images"
+    for c in range(2):
+        (images / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            stimuli.load_image(12 * c + i).save(images / f"c{c}" / f"{i}.png")
+    cfg = load_sparsify_config(None, {
+        "model": "torchvision:mobilenet_v3_small@random:0", "data": str(images),
+        "image_size": 32, "rounds": 2, "density": 0.5, "rewind_step": 2,
+        "train.steps": 6, "train.batch_size": 8})
+    out = tmp_path / "run"
+    run_sparsify(cfg, out, progress=False)
+    before = _state(out / "round_2" / "model.pt")
+    (out / "round_2" / "model.pt").unlink()
+    run_sparsify(cfg, out, progress=False)
+    for n, v in _state(out / "round_2" / "model.pt").items():
+        assert torch.equal(v, before[n]), n
+    # one training image changes: every checkpoint is made again
+    old = load_checkpoint(out / "round_0" / "model.pt")["neurozoo"]["data_sha256"]
+    stimuli.load_image(40).save(images / "c0" / "0.png")
+    run_sparsify(cfg, out, progress=False)
+    for r in range(3):
+        info = load_checkpoint(out / f"round_{r}" / "model.pt")["neurozoo"]
+        assert info["data_sha256"] != old
+
+
 def test_oneshot_rigl_and_earlybird_stages(tmp_path, capsys):
     for overrides, names in [
         ({"method": "oneshot", "criterion": "snip"}, ["pruned", "trained"]),
@@ -289,19 +361,59 @@ def test_oneshot_rigl_and_earlybird_stages(tmp_path, capsys):
 
 
 def test_stage_errors(tmp_path, capsys):
-    assert main(["sparsify", "--out", str(tmp_path / "a"), "--set", "density=2"]) == 2
-    assert "density" in capsys.readouterr().err
-    assert main(["sparsify", "--out", str(tmp_path / "b"),
-                 "--set", "model=torchvision:resnet18@random:0+magprune:0.5"]) == 2
-    assert "magprune" in capsys.readouterr().err
-    assert main(["sparsify", "--out", str(tmp_path / "c"), "--set",
-                 f"data={tmp_path / 'missing'}", "--set", "train.steps=2",
-                 "--set", "rewind_step=1"]) == 2
-    assert "missing" in capsys.readouterr().err
+    def fails(*sets, needle, out="a"):
+        args = ["sparsify", "--out", str(tmp_path / out)]
+        for item in sets:
+            args += ["--set", item]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+
+    fails("density=2", needle="density")
+    fails("model=torchvision:resnet18@random:0+magprune:0.5", needle="magprune")
+    fails("model=5", needle="model: must be a non-empty string")
+    fails("data=5", needle="data: must be a non-empty string")
+    fails("seed=100000000000000", needle="seed")
+    fails(f"data={tmp_path / 'missing'}", needle="missing")
+    fails("model=torchvision:alexnet@random:0", "image_size=8", needle="image_size")
+    fails("method=earlybird", "model=torchvision:alexnet@random:0",
+          needle="no affine batch norm")
+    fails("train.batch_size=5000", needle="train.batch_size")
+    fails("train.lr=fast", needle="train.lr")
+    # nothing was claimed by the failed runs: the folder takes a fixed config
+    assert not (tmp_path / "a" / "config.json").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("rounds: [1\n")
     assert main(["sparsify", "--config", str(bad), "--out", str(tmp_path / "d")]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_config_numbers_and_unused_settings():
+    a = load_sparsify_config(None, {"density": 1, "train.lr": "1e-3", "eb_bn_l1": "1e-4"})
+    b = load_sparsify_config(None, {"density": 1.0, "train.lr": 0.001, "eb_bn_l1": 1e-4})
+    assert a == b and a.hash() == b.hash()
+    # rewind_step only matters to IMP with weight or learning-rate rewinding
+    load_sparsify_config(None, {"method": "rigl", "train.steps": 10})
+    load_sparsify_config(None, {"rewind": "init", "train.steps": 10})
+    with pytest.raises(NeurozooError, match="rewind_step"):
+        load_sparsify_config(None, {"rewind": "lr", "train.steps": 10})
+
+
+def test_weight_rewinding_to_step_zero_and_replace(tmp_path):
+    out = tmp_path / "w0"
+    cfg = load_sparsify_config(None, {**BASE, "rewind": "weight", "rewind_step": 0,
+                                      "rounds": 1})
+    run_sparsify(cfg, out, progress=False)
+    weight0 = _state(out / "round_1" / "model.pt")
+    init = load_sparsify_config(None, {**BASE, "rewind": "init", "rounds": 1})
+    with pytest.raises(NeurozooError, match="--replace"):
+        run_sparsify(init, out, progress=False)
+    run_sparsify(init, out, progress=False, replace=True)
+    info = load_checkpoint(out / "round_1" / "model.pt")["neurozoo"]
+    assert info["config_hash"] == init.hash()
+    for n, v in _state(out / "round_1" / "model.pt").items():
+        assert torch.equal(v, weight0[n]), n  # rewinding to step 0 is to init
 
 
 def test_image_folder_data(tmp_path, bundled):

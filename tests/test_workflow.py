@@ -55,7 +55,7 @@ def test_snakemake_trains_and_scores_sparse_models(small_dataset, tmp_path, cach
     sparse = tmp_path / "snip.yaml"
     sparse.write_text(yaml.safe_dump({
         "model": "torchvision:resnet18@random:0", "method": "oneshot",
-        "criterion": "snip", "density": 0.3, "image_size": 16, "rewind_step": 0,
+        "criterion": "snip", "density": 0.3, "image_size": 16,
         "train": {"steps": 6, "batch_size": 32}}))
     out = tmp_path / "out"
     settings = tmp_path / "snake.yaml"

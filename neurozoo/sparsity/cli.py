@@ -39,7 +39,9 @@ def _cmd(args: argparse.Namespace) -> int:
     from neurozoo.sparsity.pipeline import load_sparsify_config, run_sparsify
 
     cfg = load_sparsify_config(args.config, _overrides(args.set))
-    for model_id in run_sparsify(cfg, args.out):
+    ids = run_sparsify(cfg, args.out, progress=not getattr(args, "quiet", False),
+                       replace=args.replace)
+    for model_id in ids:
         print(model_id)
     return 0
 
@@ -61,4 +63,7 @@ def add_subparser(sub) -> None:
                         "(repeatable)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="run folder (a rerun resumes)")
+    p.add_argument("--replace", action="store_true",
+                   help="delete the checkpoints of another configuration in --out "
+                        "instead of refusing to run")
     p.set_defaults(func=_cmd)

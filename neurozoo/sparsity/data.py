@@ -7,7 +7,7 @@
 
 Images become ``(3, size, size)`` tensors, normalised with the zoo model's
 mean and standard deviation. The split into training and test images is
-stratified and seeded.
+stratified and seeded, with at least one test image per class.
 """
 
 from __future__ import annotations
@@ -109,12 +109,13 @@ def _folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def _split(y: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
-    """Boolean test mask: ``round(test_fraction * n_c)`` per class, seeded."""
+    """Boolean test mask: ``max(1, round(test_fraction * n_c))`` per class,
+    seeded."""
     rng = np.random.default_rng(seed)
     test = np.zeros(len(y), bool)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        k = int(round(test_fraction * len(idx)))
+        k = max(1, int(round(test_fraction * len(idx))))
         if k >= len(idx):
             raise NeurozooError(f"class {c} has {len(idx)} images: too few for a "
                                 f"test fraction of {test_fraction}")

@@ -8,12 +8,17 @@ pruning-at-initialisation literature.
 
 Masks are chosen from scores (:func:`masks_from_scores`): the highest scores
 are kept, either over the whole network (``scope="global"``) or layer by layer
-(``scope="layer"``), and exactly ``round(density * n)`` weights survive; ties
-are broken by position, so a mask is a deterministic function of its scores.
+(``scope="layer"``), and exactly ``round(density * n)`` weights survive. Ties
+at the cut are broken by position, or in a seeded random order when a seed is
+given; either way a mask is a deterministic function of its inputs. Many ties
+(more than 1% of the kept weights share the cut-off score) are logged as a
+warning: SNIP and GraSP scores are exactly 0 for kernel taps that only ever
+see padding, for instance.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 
@@ -40,6 +45,8 @@ PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 SCOPES = ("global", "layer")
 
 Masks = dict[str, torch.Tensor]
+
+log = logging.getLogger(__name__)
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -69,13 +76,26 @@ def _count(n: int, density: float) -> int:
     return int(round(density * n))
 
 
-def _top(flat: torch.Tensor, k: int) -> torch.Tensor:
+def _top(flat: torch.Tensor, k: int, gen: torch.Generator | None = None,
+         where: str = "") -> torch.Tensor:
     """Boolean mask of the ``k`` highest entries of a 1-d tensor; ties go to
-    the earlier position."""
+    the earlier position, or to a random order drawn from ``gen``."""
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if k > 0:
+    if k <= 0:
+        return keep
+    if gen is None:
         order = torch.argsort(flat, descending=True, stable=True)
-        keep[order[:k]] = True
+    else:
+        perm = torch.randperm(flat.numel(), generator=gen).to(flat.device)
+        order = perm[torch.argsort(flat[perm], descending=True, stable=True)]
+    keep[order[:k]] = True
+    if k < flat.numel():
+        cut = flat[order[k - 1]]
+        tied = int((flat[keep] == cut).sum())
+        if tied > 1 and tied > 0.01 * k and bool(flat[order[k]] == cut):
+            log.warning("%s%d of the %d kept weights tie with the cut-off score %g; "
+                        "ties are broken %s", where, tied, k, float(cut),
+                        "by position" if gen is None else "in a seeded random order")
     return keep
 
 
@@ -84,6 +104,7 @@ def masks_from_scores(
     density: float,
     scope: str = "global",
     current: Mapping[str, torch.Tensor] | None = None,
+    seed: int | None = None,
 ) -> Masks:
     """Keep the highest-scoring weights.
 
@@ -102,6 +123,9 @@ def masks_from_scores(
         Masks already in place: a weight pruned there stays pruned. ``density``
         is still a fraction of all weights, so it must not exceed the current
         density.
+    seed : int, optional
+        Break ties at the cut in a random order drawn from this seed
+        (default: by position).
 
     Returns
     -------
@@ -134,6 +158,7 @@ def masks_from_scores(
                 f"density {density} keeps more weights than the current masks "
                 f"({alive} of {total})"
             )
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     out: Masks = {}
     if scope == "layer":
         for name in names:
@@ -141,10 +166,10 @@ def masks_from_scores(
             k = _count(s.numel(), density)
             if current is not None:
                 k = min(k, int(current[name].sum()))
-            out[name] = _top(s, k).view(scores[name].shape)
+            out[name] = _top(s, k, gen, f"{name}: ").view(scores[name].shape)
         return out
     flat = torch.cat([ranked[n] for n in names])
-    keep = _top(flat, _count(flat.numel(), density))
+    keep = _top(flat, _count(flat.numel(), density), gen)
     offset = 0
     for name in names:
         n = ranked[name].numel()

@@ -160,6 +160,10 @@ class SparsifyConfig:
 
         from neurozoo.models import resolve_model_id
 
+        for name in ("model", "data"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise NeurozooError(f"{name}: must be a non-empty string, got "
+                                    f"{getattr(self, name)!r}")
         spec = resolve_model_id(self.model)
         weight_changes = [t for t in spec.transforms if t.partition(":")[0] != "kwta"]
         if weight_changes:
@@ -181,6 +185,8 @@ class SparsifyConfig:
         integer("rigl_delta", 1)
         integer("eb_window", 2)
         integer("seed", 0)
+        if self.seed >= 2**31:
+            raise NeurozooError(f"seed: must be below 2**31, got {self.seed}")
         number("test_fraction", 0.0, 1.0, high_open=True)
         number("density", 0.0, 1.0)
         number("rigl_alpha", 0.0, 1.0, high_open=True)
@@ -190,7 +196,8 @@ class SparsifyConfig:
         number("eb_bn_l1", 0.0, math.inf, low_open=False)
         if not isinstance(self.train, TrainConfig):
             raise NeurozooError("train: must be a mapping of training settings")
-        if self.rewind_step >= self.train.steps:
+        if (self.method == "imp" and self.rewind in ("weight", "lr")
+                and self.rewind_step >= self.train.steps):
             raise NeurozooError(f"rewind_step ({self.rewind_step}) must be below "
                                 f"train.steps ({self.train.steps})")
 
@@ -202,6 +209,24 @@ class SparsifyConfig:
     def hash(self) -> str:
         """Stable hash of the whole description (names the run)."""
         return stable_hash(self.to_dict())
+
+
+def _coerce(cls, values: dict) -> dict:
+    """Float fields take numbers as floats (``1`` and ``1.0`` name the same
+    run) and numeric strings (YAML 1.1 reads ``1e-3`` as a string)."""
+    out = dict(values)
+    for f in fields(cls):
+        if f.name in out and f.type in ("float", float):
+            v = out[f.name]
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    pass
+            if isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            out[f.name] = v
+    return out
 
 
 def _from_dict(d: dict, where: str) -> SparsifyConfig:
@@ -222,7 +247,8 @@ def _from_dict(d: dict, where: str) -> SparsifyConfig:
         raise NeurozooError(f"{where}: unknown train setting(s) {', '.join(bad)} "
                             f"(valid: {', '.join(sorted(tknown))})")
     try:
-        return SparsifyConfig(**d, train=TrainConfig(**t))
+        return SparsifyConfig(**_coerce(SparsifyConfig, d),
+                              train=TrainConfig(**_coerce(TrainConfig, t)))
     except NeurozooError as exc:
         raise NeurozooError(f"{where}: {exc}") from None
 
@@ -302,31 +328,69 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise NeurozooError(f"checkpoint {path} cannot be read ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+        raise NeurozooError(f"checkpoint {path} cannot be read ({first})") from None
     if not isinstance(obj, dict) or not {"state_dict", "masks", "neurozoo"} <= set(obj):
         raise NeurozooError(f"checkpoint {path} was not written by neurozoo sparsify")
     return obj
+
+
+def _seed(config: SparsifyConfig, name: str) -> None:
+    """Seed torch for the work of checkpoint ``name``: dropout and any other
+    random draw do the same on a resumed run."""
+    torch.manual_seed(int(stable_hash([config.seed, name]), 16) % 2**63)
+
+
+def _versions() -> dict:
+    import platform
+
+    import numpy
+    import torchvision
+
+    out = {"python": platform.python_version(), "torch": str(torch.__version__),
+           "torchvision": str(torchvision.__version__),
+           "numpy": str(numpy.__version__)}
+    try:
+        import timm
+
+        out["timm"] = str(timm.__version__)
+    except ImportError:
+        pass
+    return out
 
 
 class _Run:
     """Writes and finds the checkpoints of one run folder."""
 
     def __init__(self, config: SparsifyConfig, out_dir: Path, loaded,
-                 data: LabelledImages, device: torch.device):
+                 data: LabelledImages, device: torch.device, progress: bool):
         self.config, self.out, self.loaded, self.data = config, out_dir, loaded, data
-        self.device = device
+        self.device, self.progress = device, progress
         self.written: list[Path] = []
 
     def path(self, name: str) -> Path:
         return self.out / name / "model.pt"
 
+    def _matches(self, info: dict) -> bool:
+        return (info.get("config_hash") == self.config.hash()
+                and info.get("data_sha256") == self.data.sha256
+                and info.get("base_weights_sha256") == self.loaded.weights_sha256)
+
     def valid(self, name: str) -> dict | None:
-        """The checkpoint ``name`` if this configuration wrote it, else None."""
+        """The checkpoint ``name`` if this configuration wrote it from the same
+        data and starting weights, else None."""
         p = self.path(name)
         if not p.is_file() or not (p.parent / "metrics.json").is_file():
             return None
-        ck = load_checkpoint(p)
-        return ck if ck["neurozoo"].get("config_hash") == self.config.hash() else None
+        try:
+            ck = load_checkpoint(p)
+        except NeurozooError as exc:
+            log.warning("%s; it is made again", exc)
+            return None
+        if not self._matches(ck["neurozoo"]):
+            log.info("%s was made from other data, weights or settings: made again", p)
+            return None
+        return ck
 
     def done(self, name: str) -> dict | None:
         """Like :meth:`valid`; a checkpoint found counts as written."""
@@ -336,16 +400,22 @@ class _Run:
             self.written.append(self.path(name))
         return ck
 
+    def train(self, module, **kwargs) -> list[float]:
+        return train(module, self.data.x_train, self.data.y_train, self.config.train,
+                     seed=self.config.seed, progress=self.progress, **kwargs)
+
     def save(self, name: str, module, masks, extra: dict) -> dict:
         metrics = evaluate(module, self.data.x_test, self.data.y_test)
         report = sparsity_report(module)
         n = sum(r["n"] for r in report)
         info = {
             "neurozoo_version": __version__,
+            "versions": _versions(),
             "config": self.config.to_dict(),
             "config_hash": self.config.hash(),
             "checkpoint": name,
             "base_model": self.loaded.provenance(),
+            "base_weights_sha256": self.loaded.weights_sha256,
             "data": self.data.source,
             "data_sha256": self.data.sha256,
             "seed": self.config.seed,
@@ -380,32 +450,65 @@ def _load_into(module, ck: dict, device) -> dict:
     return {k: v.to(device) for k, v in ck["masks"].items()}
 
 
+def _state(module) -> dict:
+    return {n: v.detach().clone() for n, v in module.state_dict().items()}
+
+
 def _imp(run: _Run, module) -> None:
-    cfg, data = run.config, run.data
-    t = cfg.train
+    cfg = run.config
     k = 0 if cfg.rewind in ("init", "reinit") else cfg.rewind_step
     per_round = cfg.density ** (1.0 / cfg.rounds)
-    init = {n: v.detach().clone() for n, v in module.state_dict().items()}
+    init = _state(module)
     rewind_file = run.out / "rewind.pt"
+
+    def rewind_point_from_file() -> dict | None:
+        if not rewind_file.is_file():
+            return None
+        try:
+            obj = torch.load(rewind_file, map_location=run.device, weights_only=True)
+        except Exception:
+            return None
+        if not isinstance(obj, dict) or not run._matches(obj.get("neurozoo", {})) \
+                or obj["neurozoo"].get("step") != k:
+            return None
+        return obj["state"]
+
+    def save_rewind_point(state: dict) -> None:
+        with atomic_path(rewind_file) as tmp:
+            torch.save({"state": {n: v.cpu() for n, v in state.items()},
+                        "neurozoo": {"config_hash": cfg.hash(), "step": k,
+                                     "data_sha256": run.data.sha256,
+                                     "base_weights_sha256": run.loaded.weights_sha256}},
+                       tmp)
+
+    # Resume after the last round whose every predecessor is also valid.
     masks = dense_masks(module)
     start_round = 0
-    for r in range(cfg.rounds, -1, -1):
-        ck = run.valid(f"round_{r}")
-        needs_point = r > 0 and cfg.rewind == "weight"
-        if ck is not None and (not needs_point or rewind_file.is_file()):
-            for earlier in range(r + 1):
-                run.done(f"round_{earlier}")
-            masks = _load_into(module, ck, run.device)
-            start_round = r + 1
-            break
-    rewind_point = None
-    if start_round and cfg.rewind == "weight":
-        rewind_point = torch.load(rewind_file, map_location=run.device,
-                                  weights_only=True)
+    valid = [run.valid(f"round_{r}") for r in range(cfg.rounds + 1)]
+    while start_round <= cfg.rounds and valid[start_round] is not None:
+        start_round += 1
+    for r in range(start_round):
+        run.done(f"round_{r}")
+    if start_round:
+        masks = _load_into(module, valid[start_round - 1], run.device)
+    rewind_point = init if k == 0 else None
+    if start_round and k > 0 and start_round <= cfg.rounds:
+        rewind_point = rewind_point_from_file()
+        if rewind_point is None and cfg.rewind == "weight":
+            # Remake it: the first k steps of round 0 from the same seed.
+            log.info("%s missing or stale: retraining steps 0..%d", rewind_file, k)
+            trained = _state(module)
+            module.load_state_dict(init)
+            _seed(cfg, "round_0")
+            run.train(module, end=k)
+            rewind_point = _state(module)
+            save_rewind_point(rewind_point)
+            module.load_state_dict(trained)
     for r in range(start_round, cfg.rounds + 1):
+        _seed(cfg, f"round_{r}")
+        start = 0
         if r > 0:
-            density = per_round ** r
-            masks = masks_from_scores(magnitude_scores(module), density,
+            masks = masks_from_scores(magnitude_scores(module), per_round ** r,
                                       scope=cfg.scope, current=masks)
             if cfg.rewind == "init":
                 module.load_state_dict(init)
@@ -414,16 +517,16 @@ def _imp(run: _Run, module) -> None:
             elif cfg.rewind == "weight":
                 module.load_state_dict(rewind_point)
             apply_masks(module, masks)
-        start = 0 if r == 0 else k
-        if r == 0 and k > 0:
-            train(module, data.x_train, data.y_train, t, start=0, end=k,
-                  masks=masks, seed=cfg.seed, progress=True)
-            rewind_point = {n: v.detach().clone() for n, v in module.state_dict().items()}
-            with atomic_path(rewind_file) as tmp:
-                torch.save({n: v.cpu() for n, v in rewind_point.items()}, tmp)
             start = k
-        train(module, data.x_train, data.y_train, t, start=start, end=t.steps,
-              masks=masks, seed=cfg.seed, progress=True)
+            run.train(module, start=start, masks=masks)
+        else:
+            def record(done: int) -> None:
+                nonlocal rewind_point
+                if done == k and k > 0:
+                    rewind_point = _state(module)
+                    save_rewind_point(rewind_point)
+
+            run.train(module, masks=masks, after_step=record)
         run.save(f"round_{r}", module, masks,
                  {"round": r, "rewind": cfg.rewind, "rewind_step": k})
 
@@ -452,35 +555,38 @@ def _oneshot(run: _Run, module) -> None:
     cfg, data = run.config, run.data
     ck = run.done("pruned")
     if ck is None:
+        _seed(cfg, "pruned")
         scores = SALIENCIES[cfg.criterion](module, _score_batches(cfg, data), cfg.seed)
-        masks = masks_from_scores(scores, cfg.density, scope=cfg.scope)
+        masks = masks_from_scores(scores, cfg.density, scope=cfg.scope, seed=cfg.seed)
         apply_masks(module, masks)
         run.save("pruned", module, masks, {"criterion": cfg.criterion})
     else:
         masks = _load_into(module, ck, run.device)
     if run.done("trained") is None:
-        train(module, data.x_train, data.y_train, cfg.train, masks=masks,
-              seed=cfg.seed, progress=True)
+        _seed(cfg, "trained")
+        run.train(module, masks=masks)
         run.save("trained", module, masks, {"criterion": cfg.criterion})
 
 
 def _rigl(run: _Run, module) -> None:
-    cfg, data = run.config, run.data
+    cfg = run.config
     if run.done("trained") is not None:
         return
+    _seed(cfg, "trained")
     end = int(cfg.rigl_end_fraction * cfg.train.steps)
     rigl = RigL(module, cfg.density, end, delta=cfg.rigl_delta, alpha=cfg.rigl_alpha,
                 distribution=cfg.rigl_distribution, seed=cfg.seed)
-    train(module, data.x_train, data.y_train, cfg.train, masks=rigl.masks,
-          seed=cfg.seed, before_step=rigl.update, progress=True)
+    run.train(module, masks=rigl.masks, before_step=rigl.update)
     run.save("trained", module, rigl.masks,
              {"rigl_updates": rigl.updates, "layer_densities": rigl.densities})
 
 
 def _earlybird(run: _Run, module) -> None:
-    cfg, data = run.config, run.data
+    cfg = run.config
     ck = run.done("ticket")
+    channels = {}
     if ck is None:
+        _seed(cfg, "ticket")
         eb = EarlyBird(cfg.channel_ratio, cfg.eb_window, cfg.eb_epsilon)
         found = {"epoch": None, "step": None}
 
@@ -490,8 +596,7 @@ def _earlybird(run: _Run, module) -> None:
                 return True
             return False
 
-        train(module, data.x_train, data.y_train, cfg.train, seed=cfg.seed,
-              bn_l1=cfg.eb_bn_l1, after_epoch=check, progress=True)
+        run.train(module, bn_l1=cfg.eb_bn_l1, after_epoch=check)
         if found["epoch"] is None:
             log.warning("no early-bird ticket emerged in %d steps (distances %s); "
                         "drawing the last masks", cfg.train.steps,
@@ -500,20 +605,92 @@ def _earlybird(run: _Run, module) -> None:
                 eb.update(module)
         masks = {k: v.to(run.device) for k, v in eb.ticket.items()}
         apply_masks(module, masks)
+        channels = {"channel_density": masks_density(
+            {k: v for k, v in masks.items() if k.endswith(".weight")})}
         run.save("ticket", module, masks,
                  {"emerged_epoch": found["epoch"], "emerged_step": found["step"],
                   "distances": [None if math.isnan(d) else d for d in eb.distances],
-                  "channel_ratio": cfg.channel_ratio})
+                  "channel_ratio": cfg.channel_ratio, **channels})
     else:
         masks = _load_into(module, ck, run.device)
+        channels = {"channel_density": masks_density(
+            {k: v for k, v in masks.items() if k.endswith(".weight")})}
     if run.done("trained") is None:
-        train(module, data.x_train, data.y_train, cfg.train, masks=masks,
-              seed=cfg.seed, progress=True)
-        run.save("trained", module, masks, {"channel_ratio": cfg.channel_ratio})
+        _seed(cfg, "trained")
+        run.train(module, masks=masks)
+        run.save("trained", module, masks,
+                 {"channel_ratio": cfg.channel_ratio, **channels})
 
 
-def run_sparsify(config: SparsifyConfig, out_dir: str | Path) -> list[str]:
+_RUN_FILES = ("config.json", "models.txt", "rewind.pt")
+
+
+def _claim(out: Path, config: SparsifyConfig, replace: bool) -> None:
+    """Write ``config.json``, or refuse a folder that holds another run's
+    checkpoints (unless ``replace``: then remove that run's files)."""
+    cfg_file = out / "config.json"
+    old_hash = None
+    if cfg_file.is_file():
+        try:
+            old_hash = read_json(cfg_file).get("config_hash")
+        except (OSError, ValueError, AttributeError):
+            old_hash = "unreadable"
+    if old_hash not in (None, config.hash()):
+        others = sorted(p.parent.name for p in out.glob("*/model.pt"))
+        if others and not replace:
+            raise NeurozooError(
+                f"{out} holds the checkpoints of a sparsify run of another "
+                f"configuration ({', '.join(others)}; see {cfg_file}): use another "
+                "--out folder, or --replace to delete them")
+        import shutil
+
+        for name in others:
+            shutil.rmtree(out / name)
+        for name in _RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        if others:
+            log.warning("%s: removed the checkpoints of another configuration (%s)",
+                        out, ", ".join(others))
+    write_json(cfg_file, {"config": config.to_dict(), "config_hash": config.hash(),
+                          "neurozoo_version": __version__})
+
+
+def _preflight(config: SparsifyConfig, module, data: LabelledImages) -> None:
+    """Everything that can fail before training starts."""
+    n = len(data.y_train)
+    if config.train.batch_size > n:
+        raise NeurozooError(f"train.batch_size ({config.train.batch_size}) exceeds the "
+                            f"{n} training images of {config.data}")
+    if config.method == "earlybird":
+        from neurozoo.sparsity.earlybird import batchnorms
+
+        batchnorms(module)
+    try:
+        with torch.no_grad():
+            n_out = module.eval()(data.x_train[:2]).shape[-1]
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+        raise NeurozooError(f"{config.model} cannot run on {config.image_size}-pixel "
+                            f"images (image_size): {first}") from None
+    if n_out < len(data.classes):
+        raise NeurozooError(f"{config.model} has {n_out} outputs, fewer than the "
+                            f"{len(data.classes)} classes of {config.data}")
+
+
+def run_sparsify(config: SparsifyConfig, out_dir: str | Path, progress: bool = True,
+                 replace: bool = False) -> list[str]:
     """Run one sparse-training configuration into ``out_dir``.
+
+    Parameters
+    ----------
+    config : SparsifyConfig
+    out_dir : path
+        Run folder; a rerun resumes after the checkpoints already written.
+    progress : bool
+        Show progress bars.
+    replace : bool
+        Delete the checkpoints of another configuration found in ``out_dir``
+        instead of refusing to run.
 
     Returns
     -------
@@ -522,28 +699,15 @@ def run_sparsify(config: SparsifyConfig, out_dir: str | Path) -> list[str]:
     """
     out = Path(out_dir)
     check_output_dir(out)
-    cfg_file = out / "config.json"
-    if cfg_file.is_file():
-        old = read_json(cfg_file)
-        if old.get("config_hash") != config.hash():
-            raise NeurozooError(f"{out} holds a sparsify run of another configuration "
-                                f"({cfg_file}); use another --out folder")
-    write_json(cfg_file, {"config": config.to_dict(), "config_hash": config.hash(),
-                          "neurozoo_version": __version__})
     device = _device(config.device)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
         loaded, module = _model(config, device)
         prep = loaded.preprocessing
         data = load_labelled_images(config.data, config.image_size, prep.mean, prep.std,
                                     config.test_fraction, config.seed).to(device)
-        n_out = None
-        with torch.no_grad():
-            n_out = module.eval()(data.x_train[:1]).shape[-1]
-        if n_out < len(data.classes):
-            raise NeurozooError(f"{config.model} has {n_out} outputs, fewer than the "
-                                f"{len(data.classes)} classes of {config.data}")
-        run = _Run(config, out, loaded, data, device)
+        _preflight(config, module, data)
+        _claim(out, config, replace)
+        run = _Run(config, out, loaded, data, device, progress)
         {"imp": _imp, "oneshot": _oneshot, "rigl": _rigl,
          "earlybird": _earlybird}[config.method](run, module)
     ids = checkpoint_model_ids(config, out)

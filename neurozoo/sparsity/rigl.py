@@ -5,8 +5,12 @@ Erdos-Renyi-kernel rule (:func:`erk_densities`) or uniform, and random masks.
 Every ``delta`` steps until ``end_step``, each layer drops the fraction
 ``f(t) = alpha / 2 * (1 + cos(pi * t / end_step))`` of its active weights with
 the smallest magnitude and grows as many inactive connections with the
-largest dense-gradient magnitude; grown weights start at zero, with no
-momentum. Each layer's weight count never changes.
+largest dense-gradient magnitude. Newly grown weights start at zero, with no
+momentum; a weight dropped and grown back in the same update keeps its value.
+As in the reference implementations, a mask-update step makes no weight
+update (:meth:`RigL.update` returns ``True`` there, which tells
+:func:`neurozoo.sparsity.train.train` to skip it). Each layer's weight count
+never changes.
 """
 
 from __future__ import annotations
@@ -133,12 +137,12 @@ class RigL:
         return 0 < step < self.end_step and step % self.delta == 0
 
     @torch.no_grad()
-    def update(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def update(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> bool:
         """Drop and grow connections from the current weights and their
         dense gradients (call after ``backward``). A no-op unless
-        :meth:`due`."""
+        :meth:`due`; returns whether the masks were updated."""
         if not self.due(step):
-            return
+            return False
         f = self.fraction(step)
         for n, w in prunable_weights(self._model).items():
             if w.grad is None:
@@ -169,3 +173,4 @@ class RigL:
                     buf.view(-1)[grown | (flat_old & ~new)] = 0
             old.copy_(new.view_as(old))
         self.updates += 1
+        return True

@@ -151,7 +151,8 @@ def train(
     masks: Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
     bn_l1: float = 0.0,
-    before_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
+    before_step: Callable[[int, torch.optim.Optimizer], bool | None] | None = None,
+    after_step: Callable[[int], None] | None = None,
     after_epoch: Callable[[int, int], bool] | None = None,
     progress: bool = False,
 ) -> list[float]:
@@ -160,7 +161,8 @@ def train(
     Parameters
     ----------
     model : torch.nn.Module
-        A classifier; its logits' first ``max(y) + 1`` classes are used.
+        A classifier; the loss is the cross-entropy over all its logits, with
+        labels indexing the first ones.
     x : Tensor, shape (n, ...)
         Training inputs, on the model's device.
     y : Tensor, shape (n,)
@@ -179,7 +181,11 @@ def train(
     before_step : callable, optional
         ``before_step(step, optimizer)`` after the backward pass, before the
         masks and the update (RigL changes its masks there). It may mutate
-        ``masks`` in place.
+        ``masks`` in place; when it returns ``True`` the step makes no
+        update (RigL's mask-update steps).
+    after_step : callable, optional
+        ``after_step(steps_done)`` after each update (a rewind point is
+        recorded there).
     after_epoch : callable, optional
         ``after_epoch(epoch, step_done)`` at each epoch's end; returning
         ``True`` stops training.
@@ -220,14 +226,16 @@ def train(
         loss.backward()
         if bn_l1:
             _bn_l1(model, bn_l1)
-        if before_step is not None:
-            before_step(step, opt)
+        skip = bool(before_step(step, opt)) if before_step is not None else False
         if masks is not None:
             mask_gradients(model, masks)
-        opt.step()
+        if not skip:
+            opt.step()
         if masks is not None:
             apply_masks(model, masks)
         losses.append(float(loss.detach()))
+        if after_step is not None:
+            after_step(step + 1)
         if after_epoch is not None and (step + 1) % per_epoch == 0:
             if after_epoch((step + 1) // per_epoch - 1, step + 1):
                 break
