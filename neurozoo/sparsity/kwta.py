@@ -4,7 +4,8 @@
 input over all units of the layer (channels and positions together) and sets
 the others to zero; ``k = max(1, round(density * n_units))``. The kept values
 pass unchanged, so a winner may be negative when fewer than ``k`` values are
-positive. :func:`replace_relus` swaps every ReLU module of a network for one,
+positive; at density 1 the module passes everything (no nonlinearity).
+:func:`replace_relus` swaps every ReLU module of a network for one,
 which makes activation sparsity a variant of any trained or untrained model
 (the ``kwta:DENSITY`` transform of the zoo).
 """
@@ -63,11 +64,13 @@ def replace_relus(model: nn.Module, density: float) -> int:
     int
         How many modules were replaced.
 
+    A ReLU called as a function in a ``forward`` (``torch.relu``,
+    ``F.relu``) is not a module and stays a ReLU.
+
     Raises
     ------
     NeurozooError
-        If the model has no ReLU module (a network that calls
-        ``torch.relu`` in its ``forward`` cannot be changed this way).
+        If the model has no ReLU module.
     """
     targets = [(name, m) for name, m in model.named_modules()
                if isinstance(m, (nn.ReLU, nn.ReLU6))]
