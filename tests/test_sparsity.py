@@ -204,3 +204,20 @@ def test_zoo_transforms():
         load_model(base + "+kwta:0")
     with pytest.raises(NeurozooError, match="fraction in"):
         load_model(base + "+layerprune:1")
+
+
+def test_the_stage_registry_keeps_what_each_paper_keeps():
+    from neurozoo.sparsity.saliency import SALIENCIES
+
+    net, x, y = _tiny(seed=2)
+    batches = [(x, y)]
+    expected = {"magnitude": magnitude_scores(net), "random": random_scores(net, 4),
+                "snip": snip_scores(net, batches), "grasp": grasp_scores(net, batches)}
+    for name, ref in expected.items():
+        got = SALIENCIES[name](net, batches, 4)
+        assert all(torch.equal(got[n], ref[n]) for n in ref), name
+    # GraSP keeps the highest w * Hg, i.e. removes the largest -w * Hg
+    masks = masks_from_scores(expected["grasp"], 0.5)
+    flat = torch.cat([s.flatten() for s in expected["grasp"].values()])
+    kept = torch.cat([m.flatten() for m in masks.values()])
+    assert flat[kept].min() >= flat[~kept].max()
