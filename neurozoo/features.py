@@ -750,12 +750,17 @@ def summary_key(weights_sha256: str, preprocessing: dict, stimuli_id: str,
 
 
 def architecture_tag(loaded) -> str:
-    """``SOURCE:ARCH`` and library versions: the code part of a cache key."""
+    """``SOURCE:ARCH``, library versions and the transforms that change
+    modules (``+kwta:0.1``): the code part of a cache key."""
     import timm
     import torchvision
 
-    return (f"{loaded.spec.source}:{loaded.spec.arch}|torch {torch.__version__}|"
-            f"torchvision {torchvision.__version__}|timm {timm.__version__}")
+    from neurozoo.models.transforms import code_transforms
+
+    tag = (f"{loaded.spec.source}:{loaded.spec.arch}|torch {torch.__version__}|"
+           f"torchvision {torchvision.__version__}|timm {timm.__version__}")
+    code = code_transforms(loaded.spec.transforms)
+    return tag + ("|" + "+".join(code) if code else "")
 
 
 def _groups(layers: list[tuple[str, tuple]], n: int,

@@ -221,3 +221,35 @@ def test_the_stage_registry_keeps_what_each_paper_keeps():
     flat = torch.cat([s.flatten() for s in expected["grasp"].values()])
     kept = torch.cat([m.flatten() for m in masks.values()])
     assert flat[kept].min() >= flat[~kept].max()
+
+
+def test_kwta_models_have_their_own_cache_entries(small_dataset, tmp_path, cache_env):
+    import json
+
+    import pandas as pd
+
+    from neurozoo.cli import main
+    from neurozoo.features import architecture_tag
+
+    plain_id = "torchvision:alexnet@random:0"
+    kwta_id = plain_id + "+kwta:0.05"
+    plain, kw = load_model(plain_id), load_model(kwta_id)
+    # same weights, other forward code: the weights' hash cannot tell them apart
+    assert plain.weights_sha256 == kw.weights_sha256
+    assert architecture_tag(plain) != architecture_tag(kw)
+    assert architecture_tag(load_model(plain_id + "+magprune:0.5")) == \
+        architecture_tag(plain)
+    tables = {}
+    for model in (plain_id, kwta_id, plain_id):  # the plain model twice: unspoiled
+        cfg = tmp_path / "run.json"
+        cfg.write_text(json.dumps({
+            "data": str(small_dataset / "responses.nc"), "models": [model],
+            "layers": {model: ["features.1", "features.4"]}, "reliability_splits": 5,
+            "scoring": {"n_bootstrap": 10, "n_folds": 3, "methods": ["ridge"]}}))
+        out = tmp_path / f"out{len(tables)}"
+        assert main(["-q", "run", "--config", str(cfg), "--out", str(out)]) == 0
+        t = pd.read_csv(out / "scores.csv")
+        tables[len(tables)] = t[(t.metric == "ridge_r") & (t.selection == "layer")
+                                ].sort_values(["area", "layer"]).value.to_numpy()
+    assert not np.allclose(tables[0], tables[1])
+    np.testing.assert_array_equal(tables[0], tables[2])

@@ -14,21 +14,37 @@ from torch import nn
 
 from neurozoo.errors import NeurozooError
 
-__all__ = ["register_transform", "apply_transform", "TRANSFORMS"]
+__all__ = ["register_transform", "apply_transform", "code_transforms", "TRANSFORMS",
+           "CODE_TRANSFORMS"]
 
 TRANSFORMS: dict[str, Callable[[nn.Module, str | None, int], nn.Module]] = {}
+#: Transforms that change what the network computes beyond its weights
+#: (a module swapped for another): they must be part of a cache key, because
+#: the weights' hash does not see them.
+CODE_TRANSFORMS: set[str] = set()
 
 
-def register_transform(name: str):
-    """Decorator: register ``fn(model, arg, seed) -> model`` under ``name``."""
+def register_transform(name: str, changes_code: bool = False):
+    """Decorator: register ``fn(model, arg, seed) -> model`` under ``name``.
+
+    ``changes_code``: the transform changes modules, not only weights (so
+    :func:`code_transforms` reports it for cache keys).
+    """
 
     def wrap(fn):
         if name in TRANSFORMS:
             raise ValueError(f"transform '{name}' is already registered")
         TRANSFORMS[name] = fn
+        if changes_code:
+            CODE_TRANSFORMS.add(name)
         return fn
 
     return wrap
+
+
+def code_transforms(transforms) -> list[str]:
+    """The specs among ``transforms`` whose transform changes the code."""
+    return [t for t in transforms if t.partition(":")[0] in CODE_TRANSFORMS]
 
 
 def apply_transform(model: nn.Module, spec: str, seed: int = 0) -> nn.Module:
@@ -49,7 +65,7 @@ def _fraction(arg: str | None, name: str) -> float:
     if value is None or not 0.0 <= value < 1.0:
         raise NeurozooError(
             f"transform '{name}' needs a fraction in [0, 1), e.g. '{name}:0.9'; "
-            f"got '{arg}'"
+            f"got {repr(arg) if arg is not None else 'nothing'}"
         )
     return value
 

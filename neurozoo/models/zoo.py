@@ -177,7 +177,14 @@ def _assign(module: nn.Module, state: dict, how: str, origin: str) -> None:
             )
         state = {k: v for (k, _), v in zip(dst, src)}
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        raise NeurozooError(
+            f"weights {origin} do not fit the model: "
+            f"{lines[0] if lines else str(exc).splitlines()[0]}"
+        ) from None
     if missing or unexpected:
         raise NeurozooError(
             f"weights {origin} do not fit the model: missing {missing[:3]}, "

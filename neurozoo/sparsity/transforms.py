@@ -40,8 +40,9 @@ def _number(arg: str | None, name: str, low_open: bool, example: str) -> float:
     ok = value is not None and (0.0 < value <= 1.0 if low_open else 0.0 <= value < 1.0)
     if not ok:
         what = "a density in (0, 1]" if low_open else "a fraction in [0, 1)"
+        got = repr(arg) if arg is not None else "nothing"
         raise NeurozooError(
-            f"transform '{name}' needs {what}, e.g. '{name}:{example}'; got '{arg}'"
+            f"transform '{name}' needs {what}, e.g. '{name}:{example}'; got {got}"
         )
     return value
 
@@ -66,7 +67,7 @@ def random_prune(model: nn.Module, arg: str | None, seed: int) -> nn.Module:
     return apply_masks(model, masks)
 
 
-@register_transform("kwta")
+@register_transform("kwta", changes_code=True)
 def k_winners(model: nn.Module, arg: str | None, seed: int) -> nn.Module:
     """Replace every ReLU by k-winners-take-all at density ``arg``."""
     density = _number(arg, "kwta", True, "0.1")
