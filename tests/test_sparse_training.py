@@ -285,6 +285,9 @@ def test_stage_resumes_refuses_other_configs_and_feeds_the_zoo(
     # the zoo loads the checkpoint as it was saved, and the run scores it
     loaded = load_model(ids[-1])
     assert loaded.weights_sha256 == metrics["weights_sha256"]
+    info = loaded.provenance()["sparsify"]
+    assert info["method"] == "imp" and info["round"] == 2
+    assert info["weight_density"] == metrics["weight_density"]
     rows = sparsity_report(loaded.module)
     n = sum(r["n"] for r in rows)
     assert sum(r["nonzero"] for r in rows) <= round(0.25 * n)
@@ -302,6 +305,8 @@ def test_stage_resumes_refuses_other_configs_and_feeds_the_zoo(
     assert set(table.model_id) == {ids[-1]}
     best = table[(table.selection == "best_heldout") & (table.metric == "ridge_r")]
     assert len(best) == 2 and best.value.notna().all()
+    prov = json.loads((res / "provenance.json").read_text())["models"][ids[-1]]
+    assert prov["sparsify"]["config_hash"] == cfg.hash()
     capsys.readouterr()
 
 
@@ -380,6 +385,8 @@ def test_stage_errors(tmp_path, capsys):
     fails("method=earlybird", "model=torchvision:alexnet@random:0",
           needle="no affine batch norm")
     fails("train.batch_size=5000", needle="train.batch_size")
+    fails("method=earlybird", "train.steps=40", needle="eb_window")
+    fails("trian.steps=3", needle="train.steps")
     fails("train.lr=fast", needle="train.lr")
     # nothing was claimed by the failed runs: the folder takes a fixed config
     assert not (tmp_path / "a" / "config.json").exists()
@@ -394,7 +401,9 @@ def test_config_numbers_and_unused_settings():
     b = load_sparsify_config(None, {"density": 1.0, "train.lr": 0.001, "eb_bn_l1": 1e-4})
     assert a == b and a.hash() == b.hash()
     # rewind_step only matters to IMP with weight or learning-rate rewinding
-    load_sparsify_config(None, {"method": "rigl", "train.steps": 10})
+    load_sparsify_config(None, {"method": "rigl", "train.steps": 10, "rigl_delta": 2})
+    with pytest.raises(NeurozooError, match="no RigL update"):
+        load_sparsify_config(None, {"method": "rigl", "train.steps": 40})
     load_sparsify_config(None, {"rewind": "init", "train.steps": 10})
     with pytest.raises(NeurozooError, match="rewind_step"):
         load_sparsify_config(None, {"rewind": "lr", "train.steps": 10})

@@ -110,7 +110,30 @@ class LoadedModel:
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing.to_dict(),
             "n_parameters": sum(p.numel() for p in self.module.parameters()),
+            **({"sparsify": info} if (info := self.sparsify_info()) else {}),
         }
+
+    def sparsify_info(self) -> dict | None:
+        """What ``neurozoo sparsify`` recorded of this checkpoint: method,
+        configuration hash, densities, test accuracy (from the
+        ``metrics.json`` beside it, when its weight hash matches)."""
+        if self.spec.weights != "file":
+            return None
+        import json
+
+        path = Path(self.weights_origin).with_name("metrics.json")
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(m, dict) or m.get("weights_sha256") != self.weights_sha256:
+            return None
+        config = m.get("config") or {}
+        keys = ("checkpoint", "config_hash", "data", "data_sha256", "seed",
+                "weight_density", "mask_density", "channel_density",
+                "test_accuracy", "round", "rewind", "criterion")
+        return {"method": config.get("method"),
+                **{k: m[k] for k in keys if k in m}, "metrics": str(path)}
 
 
 def resolve_model_id(name: str) -> ModelSpec:

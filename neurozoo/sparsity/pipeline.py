@@ -196,6 +196,12 @@ class SparsifyConfig:
         number("eb_bn_l1", 0.0, math.inf, low_open=False)
         if not isinstance(self.train, TrainConfig):
             raise NeurozooError("train: must be a mapping of training settings")
+        if self.method == "rigl" and self.rigl_delta >= int(
+                self.rigl_end_fraction * self.train.steps):
+            raise NeurozooError(
+                f"rigl_delta ({self.rigl_delta}) leaves no RigL update before step "
+                f"{int(self.rigl_end_fraction * self.train.steps)} (rigl_end_fraction "
+                f"x train.steps): lower rigl_delta or raise train.steps")
         if (self.method == "imp" and self.rewind in ("weight", "lr")
                 and self.rewind_step >= self.train.steps):
             raise NeurozooError(f"rewind_step ({self.rewind_step}) must be below "
@@ -235,8 +241,10 @@ def _from_dict(d: dict, where: str) -> SparsifyConfig:
     known = {f.name for f in fields(SparsifyConfig)}
     unknown = sorted(set(d) - known)
     if unknown:
+        valid = sorted(known - {"train"}) + sorted(
+            f"train.{f.name}" for f in fields(TrainConfig))
         raise NeurozooError(f"{where}: unknown setting(s) {', '.join(unknown)} "
-                            f"(valid: {', '.join(sorted(known))})")
+                            f"(valid: {', '.join(valid)})")
     d = dict(d)
     t = d.pop("train", {}) or {}
     if not isinstance(t, dict):
@@ -348,6 +356,7 @@ def _versions() -> dict:
     import torchvision
 
     out = {"python": platform.python_version(), "torch": str(torch.__version__),
+           "torch_threads": torch.get_num_threads(),
            "torchvision": str(torchvision.__version__),
            "numpy": str(numpy.__version__)}
     try:
@@ -665,6 +674,12 @@ def _preflight(config: SparsifyConfig, module, data: LabelledImages) -> None:
         from neurozoo.sparsity.earlybird import batchnorms
 
         batchnorms(module)
+        per_epoch = n // config.train.batch_size
+        if config.train.steps < config.eb_window * per_epoch:
+            raise NeurozooError(
+                f"the early-bird search compares the masks of eb_window "
+                f"({config.eb_window}) epochs, {config.eb_window * per_epoch} steps "
+                f"at {per_epoch} steps an epoch; train.steps is {config.train.steps}")
     try:
         with torch.no_grad():
             n_out = module.eval()(data.x_train[:2]).shape[-1]
