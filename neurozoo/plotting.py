@@ -158,8 +158,9 @@ def sparse_checkpoints(table: pd.DataFrame) -> pd.DataFrame:
 
     Reads the ``metrics.json`` beside each ``@file:`` checkpoint. Returns one
     row per such model: ``model_id``, ``run`` (the sparsify configuration
-    hash), ``method``, ``checkpoint``, ``weight_density``, ``mask_density``
-    and ``test_accuracy``. Models that are not such checkpoints are left out.
+    hash), ``method``, ``label`` (method and rewinding or criterion),
+    ``checkpoint``, ``weight_density``, ``mask_density`` and
+    ``test_accuracy``. Models that are not such checkpoints are left out.
     """
     import json
 
@@ -176,12 +177,18 @@ def sparse_checkpoints(table: pd.DataFrame) -> pd.DataFrame:
             continue
         if "config_hash" not in m or "weight_density" not in m:
             continue
+        config = m["config"]
+        label = {"imp": f"IMP, {config.get('rewind')} rewinding",
+                 "oneshot": f"one-shot {config.get('criterion')}",
+                 "rigl": "RigL", "earlybird": "early-bird"}.get(config["method"],
+                                                              config["method"])
         rows.append({"model_id": model_id, "run": m["config_hash"],
-                     "method": m["config"]["method"], "checkpoint": m["checkpoint"],
+                     "method": config["method"], "label": label,
+                     "checkpoint": m["checkpoint"],
                      "weight_density": m["weight_density"],
                      "mask_density": m["mask_density"],
                      "test_accuracy": m["test_accuracy"]})
-    return pd.DataFrame(rows, columns=["model_id", "run", "method", "checkpoint",
+    return pd.DataFrame(rows, columns=["model_id", "run", "method", "label", "checkpoint",
                                        "weight_density", "mask_density",
                                        "test_accuracy"])
 
@@ -192,10 +199,14 @@ def plot_score_vs_density(table: pd.DataFrame, path: Path,
     area and sparsify run, and the checkpoints' test accuracy beside it.
 
     The density axis is logarithmic and runs from dense (left) to sparse.
-    Raises :class:`NeurozooError` when no model of the table is a sparsify
+    Only trained checkpoints are drawn (IMP rounds and ``trained``), not the
+    untrained ``pruned`` and ``ticket`` states. An early-bird network prunes
+    channels, not weights, so it sits at weight density 1. Raises
+    :class:`NeurozooError` when no model of the table is a trained sparsify
     checkpoint.
     """
     ck = sparse_checkpoints(table)
+    ck = ck[ck.checkpoint.str.startswith("round_") | (ck.checkpoint == "trained")]
     if ck.empty:
         raise NeurozooError("no model of the table is a neurozoo sparsify checkpoint "
                             "(SOURCE:ARCH@file:.../model.pt with metrics.json beside it)")
@@ -211,16 +222,16 @@ def plot_score_vs_density(table: pd.DataFrame, path: Path,
         for a, area in enumerate(areas):
             rows = sub[(sub.run == run) & (sub.area == area)].sort_values(
                 "weight_density", ascending=False)
-            method = rows["method"].iloc[0] if len(rows) else ""
+            label = rows["label"].iloc[0] if len(rows) else ""
             ax.errorbar(rows.weight_density, rows.value,
                         yerr=np.clip(np.vstack([rows.value - rows.ci_low,
                                                 rows.ci_high - rows.value]), 0, None),
                         color=cmap(a % 10), ls=styles[j % 4], marker="o", ms=3,
                         capsize=2, lw=1,
-                        label=f"{area} ({method} {run[:6]})" if len(runs) > 1 else area)
+                        label=f"{area} ({label})" if len(runs) > 1 else area)
         rows = ck[ck.run == run].sort_values("weight_density", ascending=False)
         acc.plot(rows.weight_density, rows.test_accuracy, ls=styles[j % 4],
-                 marker="o", color="black", label=f"{rows['method'].iloc[0]} {run[:6]}")
+                 marker="o", color="black", label=rows["label"].iloc[0])
     ticks = sorted(set(np.round(ck["weight_density"], 4)), reverse=True)
     for axis in (ax, acc):
         axis.set_xscale("log")

@@ -102,7 +102,8 @@ def test_score_vs_density_reads_the_checkpoints_metrics(tmp_path):
         folder = tmp_path / "imp" / name
         folder.mkdir(parents=True)
         (folder / "metrics.json").write_text(json.dumps({
-            "config_hash": "abc123", "config": {"method": "imp"}, "checkpoint": name,
+            "config_hash": "abc123", "config": {"method": "imp", "rewind": "lr"},
+            "checkpoint": name,
             "weight_density": density, "mask_density": density,
             "test_accuracy": acc}))
         ids.append(f"torchvision:resnet18@file:{folder / 'model.pt'}")
@@ -121,6 +122,7 @@ def test_score_vs_density_reads_the_checkpoints_metrics(tmp_path):
 
     ck = sparse_checkpoints(table)
     assert ck.model_id.tolist() == ids and ck.weight_density.tolist() == [1.0, 0.4]
+    assert set(ck.label) == {"IMP, lr rewinding"}
     _table().to_csv(tmp_path / "plain.csv", index=False)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "plain.csv"),
                            str(tmp_path / "x.png")], capture_output=True, text=True,
