@@ -21,10 +21,11 @@ from collections.abc import Sequence
 
 from neurozoo.errors import NeurozooError
 
-__all__ = ["add_subparser", "build_parser", "main", "config_from_args"]
+__all__ = ["add_subparser", "build_parser", "main", "config_from_args", "parse_set"]
 
 
-def _parse_set(items: Sequence[str]) -> dict:
+def parse_set(items: Sequence[str]) -> dict:
+    """``--set KEY=VALUE`` items as a dict, each value read as YAML."""
     import yaml
 
     out = {}
@@ -60,7 +61,7 @@ def config_from_args(args: argparse.Namespace):
         cfg = preset("paper")
     else:
         cfg = preset("quick")
-    overrides = _parse_set(args.set or [])
+    overrides = parse_set(args.set or [])
     if args.seed is not None:
         overrides["seed"] = args.seed
     return cfg.replace(overrides) if overrides else cfg

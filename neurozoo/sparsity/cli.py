@@ -15,30 +15,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurozoo.errors import NeurozooError
-
 __all__ = ["add_subparser"]
 
 
-def _overrides(items: list[str] | None) -> dict:
-    import yaml
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise NeurozooError(f"--set: expected KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
-
-
 def _cmd(args: argparse.Namespace) -> int:
+    from neurozoo.headdir.cli import parse_set
     from neurozoo.sparsity.pipeline import load_sparsify_config, run_sparsify
 
-    cfg = load_sparsify_config(args.config, _overrides(args.set))
+    cfg = load_sparsify_config(args.config, parse_set(args.set or []))
     ids = run_sparsify(cfg, args.out, progress=not getattr(args, "quiet", False),
                        replace=args.replace)
     for model_id in ids:

@@ -37,7 +37,6 @@ __all__ = [
     "dense_masks",
     "masks_density",
     "sparsity_report",
-    "check_masks",
 ]
 
 #: Module types whose ``weight`` can be pruned.
@@ -176,19 +175,6 @@ def masks_from_scores(
         out[name] = keep[offset: offset + n].view(scores[name].shape)
         offset += n
     return out
-
-
-def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    """Raise unless every mask names a parameter of ``model`` of the same shape."""
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        if name not in params:
-            raise NeurozooError(f"mask '{name}' names no parameter of the model")
-        if tuple(mask.shape) != tuple(params[name].shape):
-            raise NeurozooError(
-                f"mask '{name}' has shape {tuple(mask.shape)}, the parameter "
-                f"{tuple(params[name].shape)}"
-            )
 
 
 @torch.no_grad()

@@ -41,7 +41,6 @@ __all__ = [
     "batch_indices",
     "train",
     "evaluate",
-    "rewind_state",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,11 +124,6 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
     epoch, i = divmod(step, per_epoch)
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
     return torch.randperm(n, generator=gen)[i * batch_size: (i + 1) * batch_size]
-
-
-def rewind_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the state dict (weights and buffers)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _bn_l1(model: nn.Module, strength: float) -> None:
