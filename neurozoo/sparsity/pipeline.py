@@ -401,12 +401,16 @@ class _Run:
             return None
         return ck
 
+    def mark(self, name: str) -> None:
+        """Count the valid checkpoint ``name`` as written by this run."""
+        log.info("%s: already written, skipped", self.path(name))
+        self.written.append(self.path(name))
+
     def done(self, name: str) -> dict | None:
         """Like :meth:`valid`; a checkpoint found counts as written."""
         ck = self.valid(name)
         if ck is not None:
-            log.info("%s: already written, skipped", self.path(name))
-            self.written.append(self.path(name))
+            self.mark(name)
         return ck
 
     def train(self, module, **kwargs) -> list[float]:
@@ -497,7 +501,7 @@ def _imp(run: _Run, module) -> None:
     while start_round <= cfg.rounds and valid[start_round] is not None:
         start_round += 1
     for r in range(start_round):
-        run.done(f"round_{r}")
+        run.mark(f"round_{r}")
     if start_round:
         masks = _load_into(module, valid[start_round - 1], run.device)
     rewind_point = init if k == 0 else None
