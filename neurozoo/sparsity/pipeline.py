@@ -36,6 +36,7 @@ configuration in the same folder is an error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -225,10 +226,8 @@ def _coerce(cls, values: dict) -> dict:
         if f.name in out and f.type in ("float", float):
             v = out[f.name]
             if isinstance(v, str):
-                try:
+                with contextlib.suppress(ValueError):  # a non-number fails later
                     v = float(v)
-                except ValueError:
-                    pass
             if isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             out[f.name] = v
@@ -359,12 +358,9 @@ def _versions() -> dict:
            "torch_threads": torch.get_num_threads(),
            "torchvision": str(torchvision.__version__),
            "numpy": str(numpy.__version__)}
-    try:
-        import timm
+    import timm  # a core dependency
 
-        out["timm"] = str(timm.__version__)
-    except ImportError:
-        pass
+    out["timm"] = str(timm.__version__)
     return out
 
 
